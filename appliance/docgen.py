@@ -1,0 +1,86 @@
+"""Generate the reference docs from their single sources, so they cannot fall behind.
+
+- docs/configuration.md from the Settings declaration,
+- docs/cli.md from the CLI's --help,
+- the metric list in docs/metrics.md is checked (not generated) against the
+  collector template by tests/unit/test_docs.py.
+
+``python -m appliance.docgen`` rewrites the files; the docs test fails when
+they differ from what this would write.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from appliance.settings import PROJECT_ROOT, Ports, Settings
+
+DOCS = PROJECT_ROOT / "docs"
+
+
+def _default(value: object) -> str:
+    if isinstance(value, Path):
+        return str(value).replace(str(PROJECT_ROOT), "<project>").replace(str(Path.home()), "~")
+    if isinstance(value, BaseModel):
+        return "(see below)"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def configuration_md() -> str:
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `appliance/settings.py` by `python -m appliance.docgen`; do not edit.",
+        "",
+        "Set any of these as an environment variable `TRACEHOLD_<NAME>` (upper case; nested",
+        "with `__`, e.g. `TRACEHOLD_PORTS__OTLP_GRPC=4317`), in a TOML file named by",
+        "`TRACEHOLD_CONFIG` (default `<data_dir>/config.toml`), or, for some, as a flag of",
+        "`tracehold up`.",
+        "",
+        "| setting | default | meaning |",
+        "|---|---|---|",
+    ]
+    defaults = Settings.model_construct()
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default_factory is None else getattr(defaults, name, "")
+        lines.append(f"| `{name}` | `{_default(default)}` | {field.description} |")
+    lines += ["", "## Ports", "", "| setting | default | what listens |", "|---|---|---|"]
+    for name, field in Ports.model_fields.items():
+        lines.append(f"| `ports.{name}` | `{field.default}` | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
+def cli_md() -> str:
+    from appliance.cli import app
+
+    runner = CliRunner()
+    out = ["# CLI reference", "", "Generated from `tracehold --help` by "
+           "`python -m appliance.docgen`; do not edit.", ""]
+    commands = [[], ["setup"], ["up"], ["down"], ["status"], ["logs"], ["send-test-trace"],
+                ["validate"], ["keys"], ["keys", "list"], ["keys", "create"], ["keys", "revoke"]]
+    for cmd in commands:
+        result = runner.invoke(app, [*cmd, "--help"], prog_name="tracehold",
+                               env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
+        out += [f"## tracehold {' '.join(cmd)}".rstrip(), "", "```", result.output.rstrip(),
+                "```", ""]
+    return "\n".join(out)
+
+
+GENERATED = {"configuration.md": configuration_md, "cli.md": cli_md}
+
+
+def main() -> None:
+    DOCS.mkdir(exist_ok=True)
+    for name, make in GENERATED.items():
+        (DOCS / name).write_text(make())
+        print(f"wrote docs/{name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The GenAI attributes Tracehold reads, declared once.
+
+Each typed span-store column names the canonical OpenTelemetry GenAI attribute
+and the older or foreign names that mean the same thing (the pre-1.30 GenAI
+names, OpenInference). The same table renders the collector's transform
+statements (so spanmetrics labels come out uniform whatever library emitted
+the span) and drives the daemon's column extraction (so a span posted straight
+to the daemon fills the same columns).
+
+Where the conventions have no attribute yet, Tracehold reads one in the
+``tracehold.*`` namespace and accepts the common alternatives listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["str", "int", "float", "str_list", "float_list"]
+
+
+@dataclass(frozen=True)
+class GenAIField:
+    column: str
+    attribute: str
+    kind: Kind
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.attribute, *self.aliases)
+
+
+FIELDS: tuple[GenAIField, ...] = (
+    GenAIField("operation", "gen_ai.operation.name", "str",
+               doc="chat, embeddings, execute_tool, invoke_agent, retrieval, ... "
+                   "(OpenInference span kinds are mapped, see OPENINFERENCE_KINDS)"),
+    GenAIField("provider", "gen_ai.provider.name", "str",
+               ("gen_ai.system", "llm.provider", "llm.system"), "model provider"),
+    GenAIField("request_model", "gen_ai.request.model", "str", ("llm.model_name",),
+               "model asked for"),
+    GenAIField("response_model", "gen_ai.response.model", "str", (), "model that answered"),
+    GenAIField("agent_name", "gen_ai.agent.name", "str", ("agent.name",), "agent"),
+    GenAIField("tool_name", "gen_ai.tool.name", "str", ("tool.name",), "tool called"),
+    GenAIField("input_tokens", "gen_ai.usage.input_tokens", "int",
+               ("gen_ai.usage.prompt_tokens", "llm.token_count.prompt"), "prompt tokens"),
+    GenAIField("output_tokens", "gen_ai.usage.output_tokens", "int",
+               ("gen_ai.usage.completion_tokens", "llm.token_count.completion"),
+               "completion tokens"),
+    GenAIField("ttft_s", "gen_ai.response.time_to_first_chunk", "float",
+               ("gen_ai.response.time_to_first_token", "tracehold.ttft"),
+               "time to first token/chunk, seconds"),
+    GenAIField("finish_reasons", "gen_ai.response.finish_reasons", "str_list",
+               ("gen_ai.response.finish_reason", "llm.finish_reason"), "why generation stopped"),
+    GenAIField("conversation_id", "gen_ai.conversation.id", "str",
+               ("session.id", "gen_ai.session.id"), "conversation/session"),
+    GenAIField("data_source_id", "gen_ai.data_source.id", "str", (), "retrieval data source"),
+    GenAIField("error_type", "error.type", "str", (), "error class of a failed call"),
+    GenAIField("prompt_template_version", "tracehold.prompt.template.version", "str",
+               ("gen_ai.prompt.template.version", "llm.prompt_template.version",
+                "prompt.template.version"), "version of the prompt template"),
+    GenAIField("index_version", "tracehold.index.version", "str",
+               ("gen_ai.data_source.version", "retrieval.index.version", "index.version"),
+               "version of the retrieval index"),
+    GenAIField("embedding_model", "tracehold.embedding.model", "str",
+               ("embedding.model_name",), "embedding model used for retrieval"),
+    GenAIField("retrieval_scores", "tracehold.retrieval.scores", "float_list",
+               ("retrieval.scores",), "relevance score of each retrieved chunk"),
+    GenAIField("input_messages", "gen_ai.input.messages", "str",
+               ("gen_ai.prompt", "input.value"), "prompt messages (JSON text)"),
+    GenAIField("output_messages", "gen_ai.output.messages", "str",
+               ("gen_ai.completion", "output.value"), "model output messages (JSON text)"),
+)
+
+BY_COLUMN: dict[str, GenAIField] = {f.column: f for f in FIELDS}
+
+# OpenInference marks the kind of work in openinference.span.kind; these map
+# onto gen_ai.operation.name values.
+OPENINFERENCE_KIND = "openinference.span.kind"
+OPENINFERENCE_KINDS: dict[str, str] = {
+    "LLM": "chat",
+    "EMBEDDING": "embeddings",
+    "TOOL": "execute_tool",
+    "AGENT": "invoke_agent",
+    "RETRIEVER": "retrieval",
+    "RERANKER": "rerank",
+}
+
+# Evaluation results arrive as span events (GenAI conventions).
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+
+# spanmetrics dimensions: low-cardinality only (never conversation or call ids).
+METRIC_DIMENSIONS: tuple[str, ...] = (
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "gen_ai.agent.name",
+)
+
+
+def alias_pairs() -> list[tuple[str, str]]:
+    """(canonical, alias) pairs in priority order, for the collector's transform."""
+    return [(f.attribute, a) for f in FIELDS for a in f.aliases]

@@ -1,0 +1,251 @@
+"""Every Tracehold setting, declared once.
+
+The CLI flags, validation and ``docs/configuration.md`` all read this one
+declaration (``tests/unit/test_docs.py`` fails when the doc falls behind).
+Sources, highest first: CLI flags, ``TRACEHOLD_*`` environment variables
+(nested with ``__``, e.g. ``TRACEHOLD_PORTS__OTLP_GRPC=14317``), the TOML file
+named by ``TRACEHOLD_CONFIG`` (default ``<data_dir>/config.toml`` if present),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Profile(StrEnum):
+    full = "full"
+    no_prometheus = "no-prometheus"
+    no_vm = "no-vm"
+    byo = "byo"
+
+
+class Redaction(StrEnum):
+    off = "off"
+    mask = "mask"
+    drop = "drop"
+
+
+class Ports(BaseModel):
+    """Listening ports. Only the first five are reachable beyond loopback (via Envoy)."""
+
+    otlp_grpc: int = Field(4317, description="Envoy, external: OTLP gRPC (API key)")
+    otlp_http: int = Field(4318, description="Envoy, external: OTLP HTTP (API key)")
+    prometheus_api: int = Field(9090, description="Envoy, external: Prometheus query API (API key)")
+    victoriametrics_api: int = Field(
+        8428, description="Envoy, external: VictoriaMetrics query API (API key)"
+    )
+    console: int = Field(8501, description="Envoy, external: console (basic auth)")
+    collector_grpc: int = Field(14317, description="loopback: collector OTLP gRPC")
+    collector_http: int = Field(14318, description="loopback: collector OTLP HTTP")
+    collector_metrics: int = Field(18889, description="loopback: collector Prometheus exporter")
+    collector_health: int = Field(13133, description="loopback: collector health check")
+    collector_telemetry: int = Field(18888, description="loopback: collector's own metrics")
+    prometheus: int = Field(19090, description="loopback: Prometheus")
+    victoriametrics: int = Field(18428, description="loopback: VictoriaMetrics")
+    daemon: int = Field(18700, description="loopback: Tracehold daemon API and /v1/traces")
+    envoy_admin: int = Field(19901, description="loopback: Envoy admin (health)")
+    streamlit: int = Field(18501, description="loopback: Streamlit console")
+
+    EXTERNAL: ClassVar[tuple[str, ...]] = (
+        "otlp_grpc", "otlp_http", "prometheus_api", "victoriametrics_api", "console",
+    )
+
+    def offset(self, n: int) -> Ports:
+        return Ports(**{k: v + n for k, v in self.model_dump().items()})
+
+    def free(self) -> Ports:
+        """Every port replaced by one the kernel says is free now (tests, side-by-side runs)."""
+        socks, chosen = [], {}
+        try:
+            for name in type(self).model_fields:
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                socks.append(s)
+                chosen[name] = s.getsockname()[1]
+        finally:
+            for s in socks:
+                s.close()
+        return Ports(**chosen)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRACEHOLD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Field(
+        Path.home() / ".tracehold",
+        description="Where databases, queues, logs, secrets and rendered configs live",
+    )
+    bin_dir: Path = Field(
+        PROJECT_ROOT / ".stack" / "bin",
+        description="Component binaries (collector, prometheus, victoria-metrics), from set-up",
+    )
+    profile: Profile = Field(Profile.full, description="Which components run (see README)")
+    bind_address: str = Field(
+        "0.0.0.0",
+        description="Address Envoy's external listeners bind; everything else is 127.0.0.1",
+    )
+    ports: Ports = Field(default_factory=Ports, description="Listening ports")
+    byo_prometheus_url: str | None = Field(
+        None, description="profile byo/no-prometheus: an existing Prometheus to query"
+    )
+    byo_victoriametrics_url: str | None = Field(
+        None, description="profile byo/no-vm: an existing VictoriaMetrics to query"
+    )
+    scrape_interval_s: int = Field(5, ge=1, le=60, description="Prometheus scrape interval")
+    prometheus_retention: str = Field("2d", description="Prometheus local retention (short)")
+    victoriametrics_retention_months: int = Field(12, ge=1, description="VictoriaMetrics retention")
+    span_retention_days: int = Field(30, ge=1, description="Spans older than this are deleted")
+    spanmetrics_flush_interval: str = Field(
+        "2s", description="How often the collector flushes derived metrics"
+    )
+    metrics_cardinality_limit: int = Field(
+        5000, ge=100, description="Max label combinations per derived metric; overflow is labelled"
+    )
+    duration_buckets_s: list[float] = Field(
+        [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120],
+        description="Latency histogram buckets (seconds), LLM scale",
+    )
+    evaluation_names: list[str] = Field(
+        ["groundedness", "faithfulness", "relevance", "coherence", "retrieval_relevance"],
+        description="Evaluation names (gen_ai.evaluation.name) turned into score histograms",
+    )
+    redaction: Redaction = Field(
+        Redaction.off, description="Prompt/output attributes: off, mask (redaction processor), drop"
+    )
+    redaction_keys: list[str] = Field(
+        [
+            "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
+            "gen_ai.prompt", "gen_ai.completion", "input.value", "output.value",
+            "gen_ai.tool.call.arguments", "gen_ai.tool.call.result",
+        ],
+        description="Attributes redaction masks or drops",
+    )
+    tail_sampling: bool = Field(
+        False,
+        description="Store only errors, slow traces and a share of the rest (metrics see all)",
+    )
+    tail_sampling_percent: float = Field(
+        10.0, ge=0, le=100, description="Share of normal traces kept"
+    )
+    tail_sampling_slow_ms: int = Field(5000, ge=1, description="Traces slower than this are kept")
+    queue_max_spans: int = Field(
+        500_000, ge=1000, description="Collector's on-disk queue to the span store, in spans"
+    )
+    queue_fsync: bool = Field(
+        False, description="fsync the on-disk queue on every write (survives power loss, slower)"
+    )
+    collector_max_request_mib: int = Field(
+        16, ge=1, description="Largest OTLP request the collector accepts (413 above)"
+    )
+    collector_memory_limit_mib: int = Field(
+        512, ge=64, description="Collector refuses data (retryable) above this memory"
+    )
+    ingest_max_body_mib: int = Field(
+        128, ge=1, description="Largest request the daemon's /v1/traces accepts"
+    )
+    ingest_max_attributes: int = Field(
+        1024, ge=16, description="Attributes kept per span; the rest are counted as dropped"
+    )
+    restart_backoff_max_s: float = Field(
+        30.0, ge=1, description="Longest wait before restarting a crashed component"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = _config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _valid_address(cls, v: str) -> str:
+        ipaddress.IPv4Address(v)  # raises ValueError with the reason
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        seen: dict[int, str] = {}
+        for name, port in self.ports.model_dump().items():
+            if not 0 < port < 65536:
+                raise ValueError(f"port {name}={port} is out of range")
+            if port in seen:
+                raise ValueError(f"ports {seen[port]} and {name} are both {port}")
+            seen[port] = name
+        return self
+
+    # Paths inside the data folder, named once.
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.data_dir / "secrets.json"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    @property
+    def effective_file(self) -> Path:
+        return self.run_dir / "effective-settings.json"
+
+    @property
+    def span_db(self) -> Path:
+        return self.data_dir / "spans.duckdb"
+
+    def dump_effective(self) -> None:
+        """Write the resolved settings so children and later CLI calls use the same ports."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.effective_file.write_text(self.model_dump_json(indent=2))
+
+    @classmethod
+    def load_effective(cls, data_dir: Path) -> Settings:
+        path = data_dir / "run" / "effective-settings.json"
+        return cls.model_validate(json.loads(path.read_text()))
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("TRACEHOLD_CONFIG")
+    if named:
+        return Path(named)
+    data_dir = Path(os.environ.get("TRACEHOLD_DATA_DIR", Path.home() / ".tracehold"))
+    default = data_dir / "config.toml"
+    return default if default.exists() else None
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings from every source, with CLI overrides (None means 'not given')."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

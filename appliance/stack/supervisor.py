@@ -1,0 +1,223 @@
+"""The stack manager: start components in order, watch them, restart crashes, stop cleanly.
+
+Each component reports one of a fixed set of statuses (as the OTel
+Collector's componentstatus does). ``start``/``stop`` are safe to call twice.
+A crashed component is restarted after a backoff that doubles from 0.5 s up
+to ``backoff_max`` and resets once it has been healthy for a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import httpx
+
+from appliance.errors import StackError
+from appliance.stack.components import ComponentSpec
+
+LOG_ROTATE_BYTES = 50 * 1024 * 1024
+_PR_SET_PDEATHSIG = 1
+
+
+class Status(StrEnum):
+    starting = "starting"
+    ok = "ok"
+    recoverable_error = "recoverable_error"
+    permanent_error = "permanent_error"
+    stopping = "stopping"
+    stopped = "stopped"
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the supervisor dies, so nothing is orphaned."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Supervised:
+    spec: ComponentSpec
+    proc: subprocess.Popen[bytes] | None = None
+    status: Status = Status.stopped
+    restarts: int = 0
+    started_at: float | None = None
+    healthy_since: float | None = None
+    last_exit: int | None = None
+    next_start: float | None = None
+    backoff: float = 0.5
+    detail: str = ""
+
+    def snapshot(self, now: float) -> dict[str, object]:
+        alive = self.proc is not None and self.proc.poll() is None
+        return {
+            "name": self.spec.name,
+            "pid": self.proc.pid if alive and self.proc else None,
+            "port": self.spec.port,
+            "status": str(self.status),
+            "health": "healthy" if self.status is Status.ok else "unhealthy",
+            "uptime_s": round(now - self.started_at, 1) if alive and self.started_at else 0.0,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "detail": self.detail,
+        }
+
+
+class Supervisor:
+    def __init__(
+        self,
+        specs: list[ComponentSpec],
+        log_dir: Path,
+        backoff_max: float = 30.0,
+        on_change: Callable[[list[dict[str, object]]], None] | None = None,
+    ) -> None:
+        self.items = [Supervised(sp) for sp in specs]
+        self.log_dir = log_dir
+        self.backoff_max = backoff_max
+        self.on_change = on_change
+        self._client = httpx.Client(timeout=1.0, trust_env=False)
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, timeout_each: float = 60.0, progress: Callable[[str], None] = print) -> None:
+        """Start every component in order, each healthy before the next starts."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for item in self.items:
+            if item.proc is not None and item.proc.poll() is None:
+                continue
+            t0 = time.monotonic()
+            progress(f"starting {item.spec.name} …")
+            self._spawn(item)
+            while not self._healthy(item):
+                if item.proc is not None and item.proc.poll() is not None:
+                    raise StackError(
+                        f"{item.spec.name} exited with {item.proc.returncode} while starting; "
+                        f"last log lines:\n{self.tail(item.spec.name)}"
+                    )
+                if time.monotonic() - t0 > timeout_each:
+                    raise StackError(
+                        f"{item.spec.name} not healthy after {timeout_each:.0f}s "
+                        f"({item.spec.health_url}); last log lines:\n{self.tail(item.spec.name)}"
+                    )
+                time.sleep(0.1)
+            self._mark_ok(item)
+            progress(f"{item.spec.name} healthy in {time.monotonic() - t0:.1f}s")
+            self._changed()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop in reverse order: Envoy first, so nothing new arrives while stores close."""
+        self._stopping = True
+        for item in reversed(self.items):
+            proc = item.proc
+            if proc is None or proc.poll() is not None:
+                item.status = Status.stopped
+                continue
+            item.status = Status.stopping
+            self._changed()
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            item.status = Status.stopped
+            item.last_exit = proc.returncode
+        self._changed()
+        self._client.close()
+
+    def run(self, should_stop: Callable[[], bool], interval: float = 0.5) -> None:
+        while not should_stop():
+            self.tick()
+            self._changed()  # keeps uptimes in the state file current
+            time.sleep(interval)
+
+    # -- watching ----------------------------------------------------------
+    def tick(self) -> None:
+        if self._stopping:
+            return
+        now = time.monotonic()
+        changed = False
+        for item in self.items:
+            proc = item.proc
+            if proc is not None and proc.poll() is not None:
+                item.last_exit = proc.returncode
+                item.proc = None
+                item.status = Status.recoverable_error
+                item.detail = f"exited with {proc.returncode}; restart in {item.backoff:.1f}s"
+                item.next_start = now + item.backoff
+                item.backoff = min(item.backoff * 2, self.backoff_max)
+                changed = True
+            elif proc is None and item.next_start is not None and now >= item.next_start:
+                item.next_start = None
+                item.restarts += 1
+                self._spawn(item)
+                changed = True
+            elif proc is not None:
+                healthy = self._healthy(item)
+                if healthy and item.status is not Status.ok:
+                    self._mark_ok(item)
+                    changed = True
+                elif not healthy and item.status is Status.ok:
+                    item.status = Status.recoverable_error
+                    item.detail = "health check failing"
+                    item.healthy_since = None
+                    changed = True
+                if healthy and item.healthy_since and now - item.healthy_since > 60:
+                    item.backoff = 0.5
+        if changed:
+            self._changed()
+
+    def snapshot(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        return [item.snapshot(now) for item in self.items]
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- internals ---------------------------------------------------------
+    def _spawn(self, item: Supervised) -> None:
+        log_path = self.log_dir / f"{item.spec.name}.log"
+        if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_suffix(".log.1"))
+        try:
+            with open(log_path, "ab") as log:
+                item.proc = subprocess.Popen(
+                    item.spec.argv,
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    env={**os.environ, **item.spec.env},
+                    preexec_fn=_die_with_parent,
+                )
+        except OSError as exc:
+            item.status = Status.permanent_error
+            item.detail = f"cannot start: {exc}"
+            raise StackError(f"cannot start {item.spec.name}: {exc}") from exc
+        item.status = Status.starting
+        item.started_at = time.monotonic()
+        item.healthy_since = None
+        item.detail = ""
+
+    def _healthy(self, item: Supervised) -> bool:
+        try:
+            return self._client.get(item.spec.health_url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _mark_ok(self, item: Supervised) -> None:
+        item.status = Status.ok
+        item.detail = ""
+        item.healthy_since = time.monotonic()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.snapshot())

@@ -1,0 +1,310 @@
+"""The DuckDB span store: one table of spans, written by the one daemon process.
+
+Why it looks like this:
+
+* Delivery from the collector's persistent queue is at-least-once, so inserts are
+  idempotent on the primary key (trace_id, span_id): ``INSERT OR IGNORE``, which also
+  absorbs duplicates inside one batch. No other index: DuckDB ART indexes are costly.
+* A batch becomes one pyarrow Table inserted by one statement in one transaction: fast,
+  and nothing is half-written when it fails.
+* DuckDB I/O failures (disk full, I/O error, file lock) raise ``StoreUnavailable`` so the
+  API answers 503 + Retry-After and the collector retries; anything else is ``StoreError``.
+* The typed GenAI columns come from ``conventions.FIELDS``; a field added there is added
+  to an existing database as a new column when the store opens.
+
+Columns: trace_id, span_id, parent_span_id, name, kind, service_name, scope_name VARCHAR;
+start_time, end_time, received_at TIMESTAMPTZ; duration_ms DOUBLE; status_code,
+status_message VARCHAR; one column per ``conventions.FIELDS`` entry (str VARCHAR, int BIGINT,
+float DOUBLE, str_list VARCHAR[], float_list DOUBLE[]); eval_scores MAP(VARCHAR, DOUBLE)
+(queryable as ``eval_scores['relevance']``); attributes, resource_attributes, events,
+links JSON; dropped_attributes_count, dropped_events_count BIGINT.
+
+Reads return one dict per span with those keys: JSON columns parsed, eval_scores a dict,
+times UTC-aware datetimes. Reads go through Arrow because fetching TIMESTAMPTZ with
+``fetchall()`` needs pytz, which is not a dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from appliance.errors import StoreError, StoreUnavailable
+from appliance.ingest import conventions
+from appliance.ingest.otlp import SpanRow
+
+SCHEMA_VERSION = 1
+_TS = pa.timestamp("us", tz="UTC")
+_GENAI_TYPES: dict[str, tuple[str, pa.DataType]] = {
+    "str": ("VARCHAR", pa.string()), "int": ("BIGINT", pa.int64()),
+    "float": ("DOUBLE", pa.float64()), "str_list": ("VARCHAR[]", pa.list_(pa.string())),
+    "float_list": ("DOUBLE[]", pa.list_(pa.float64()))}
+_JSON_COLUMNS = ("attributes", "resource_attributes", "events", "links")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _column(name: str, sql: str, arrow: pa.DataType, get: Callable[[SpanRow], Any] | None
+            ) -> tuple[str, str, pa.DataType, Callable[[SpanRow], Any] | None]:
+    return name, sql, arrow, get
+
+
+COLUMNS = (
+    _column("trace_id", "VARCHAR NOT NULL", pa.string(), lambda r: r.trace_id),
+    _column("span_id", "VARCHAR NOT NULL", pa.string(), lambda r: r.span_id),
+    _column("parent_span_id", "VARCHAR", pa.string(), lambda r: r.parent_span_id),
+    _column("name", "VARCHAR", pa.string(), lambda r: r.name),
+    _column("kind", "VARCHAR", pa.string(), lambda r: r.kind),
+    _column("service_name", "VARCHAR", pa.string(), lambda r: r.service_name),
+    _column("scope_name", "VARCHAR", pa.string(), lambda r: r.scope_name),
+    _column("start_time", "TIMESTAMPTZ", _TS, lambda r: r.start_time),
+    _column("end_time", "TIMESTAMPTZ", _TS, lambda r: r.end_time),
+    _column("duration_ms", "DOUBLE", pa.float64(), lambda r: r.duration_ms),
+    _column("status_code", "VARCHAR", pa.string(), lambda r: r.status_code),
+    _column("status_message", "VARCHAR", pa.string(), lambda r: r.status_message),
+    *(_column(f.column, *_GENAI_TYPES[f.kind], lambda r, c=f.column: r.genai[c])
+      for f in conventions.FIELDS),
+    _column("eval_scores", "MAP(VARCHAR, DOUBLE)", pa.map_(pa.string(), pa.float64()),
+            lambda r: r.eval_scores),
+    _column("attributes", "JSON", pa.string(), lambda r: _dumps(r.attributes)),
+    _column("resource_attributes", "JSON", pa.string(), None),  # shared: see _table
+    _column("events", "JSON", pa.string(), lambda r: _dumps(r.events) if r.events else "[]"),
+    _column("links", "JSON", pa.string(), lambda r: _dumps(r.links) if r.links else "[]"),
+    _column("dropped_attributes_count", "BIGINT", pa.int64(),
+            lambda r: r.dropped_attributes_count),
+    _column("dropped_events_count", "BIGINT", pa.int64(), lambda r: r.dropped_events_count),
+    _column("received_at", "TIMESTAMPTZ", _TS, lambda r: r.received_at),
+)
+_NAMES = ", ".join(f'"{c[0]}"' for c in COLUMNS)
+_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException,
+              duckdb.InterruptException)
+
+
+def _store_error(exc: duckdb.Error) -> StoreError:
+    if isinstance(exc, _TRANSIENT):
+        return StoreUnavailable(f"span store unavailable: {exc}")
+    return StoreError(f"span store failed: {exc}")
+
+
+class SpanStore:
+    """DuckDB span store. Thread-safe: writes serialise on a lock, reads use a cursor per
+    thread (closed when the thread ends, or by ``close``). Only one process may open the
+    file (DuckDB takes a file lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        # weak: a thread's cursor goes (and is closed) with the thread's locals
+        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        self._closed = False
+        self._con: duckdb.DuckDBPyConnection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = duckdb.connect(str(self.path))
+            self._migrate(self._con)
+        except BaseException as exc:
+            if self._con is not None:
+                self._con.close()
+            if isinstance(exc, duckdb.Error):
+                raise _store_error(exc) from exc
+            if isinstance(exc, OSError):
+                raise StoreUnavailable(f"span store unavailable: {exc}") from exc
+            raise
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                    "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {version}; this Tracehold "
+                             f"understands up to {SCHEMA_VERSION}")
+        columns = ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS)
+        con.execute(f"CREATE TABLE IF NOT EXISTS spans ({columns}, "
+                    "PRIMARY KEY (trace_id, span_id))")
+        if version is None:
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'"
+        ).fetchall()}
+        for name, sql, _, _ in COLUMNS:  # fields added to conventions.FIELDS since
+            if name not in have:
+                con.execute(f'ALTER TABLE spans ADD COLUMN "{name}" {sql}')
+
+    def _writer(self) -> duckdb.DuckDBPyConnection:
+        """The connection (call with the lock held); reopened after a fatal error."""
+        if self._closed:
+            raise StoreError("span store is closed")
+        if self._con is None:
+            try:
+                self._con = duckdb.connect(str(self.path))
+            except duckdb.Error as exc:
+                raise _store_error(exc) from exc
+        return self._con
+
+    def _failed(self, exc: duckdb.Error) -> StoreError:
+        """Map a DuckDB error (call with the lock held). A fatal error (e.g. a checkpoint
+        that hit a full disk) invalidates the database until it is reopened, so drop the
+        connections: the next call reopens the file, replaying the committed WAL."""
+        if isinstance(exc, duckdb.FatalException):
+            self._drop_connections()
+        return _store_error(exc)
+
+    def _drop_connections(self) -> None:
+        for con in (*list(self._cursors), self._con):
+            if con is not None:
+                with contextlib.suppress(duckdb.Error):
+                    con.close()
+        self._cursors.clear()
+        self._local = threading.local()
+        self._con = None
+
+    def insert(self, rows: Sequence[SpanRow]) -> int:
+        """Insert rows in one transaction; returns how many were new (duplicates ignored)."""
+        if not rows:
+            return 0
+        try:
+            table = _table(rows)
+        except (pa.ArrowException, TypeError, ValueError) as exc:  # not SpanRow-shaped
+            raise StoreError(f"cannot store these rows: {exc}") from exc
+        with self._lock:
+            con = self._writer()
+            try:
+                con.register("_batch", table)
+                con.begin()
+                result = con.execute(f"INSERT OR IGNORE INTO spans ({_NAMES}) "
+                                     f"SELECT {_NAMES} FROM _batch").fetchone()
+                con.commit()
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise self._failed(exc) from exc
+            finally:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister("_batch")
+        return int(result[0]) if result else 0
+
+    def apply_retention(self, days: int) -> int:
+        """Delete spans that started more than ``days`` days ago; returns how many."""
+        if days < 0:
+            raise ValueError("retention days must be >= 0")
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+        with self._lock:
+            con = self._writer()
+            try:
+                con.begin()
+                row = con.execute("DELETE FROM spans WHERE start_time < ?", [cutoff]).fetchone()
+                con.commit()
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise self._failed(exc) from exc
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ reads
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        local = self._local
+        cursor = getattr(local, "cursor", None)
+        try:
+            if cursor is None:
+                with self._lock:
+                    cursor = self._writer().cursor()
+                    self._cursors.add(cursor)
+                local.cursor = cursor
+            return cursor.sql(sql, params=list(params)).to_arrow_table().to_pylist()
+        except duckdb.Error as exc:
+            with self._lock:  # unless another thread already dropped the connections
+                error = self._failed(exc) if local is self._local else _store_error(exc)
+            raise error from exc
+
+    def count(self, service: str | None = None) -> int:
+        """Number of spans stored, optionally of one service."""
+        if service is None:
+            return int(self._query("SELECT count(*) AS n FROM spans")[0]["n"])
+        return int(self._query("SELECT count(*) AS n FROM spans WHERE service_name = ?",
+                               [service])[0]["n"])
+
+    def last_ingest(self) -> datetime | None:
+        """When the newest stored span was received, None if the store is empty."""
+        return _utc(self._query("SELECT max(received_at) AS t FROM spans")[0]["t"])
+
+    def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """All spans of one trace, ordered by start_time."""
+        return [_span(r) for r in self._query(
+            f"SELECT {_NAMES} FROM spans WHERE trace_id = ? ORDER BY start_time, span_id",
+            [trace_id.lower()])]
+
+    def spans(self, limit: int, offset: int = 0, service: str | None = None,
+              trace_id: str | None = None) -> list[dict[str, Any]]:
+        """Spans newest first, optionally filtered by service name and/or trace id."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must be >= 0")
+        where, params = [], []
+        if service is not None:
+            where.append("service_name = ?")
+            params.append(service)
+        if trace_id is not None:
+            where.append("trace_id = ?")
+            params.append(trace_id.lower())
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        return [_span(r) for r in self._query(
+            f"SELECT {_NAMES} FROM spans {clause} "
+            "ORDER BY start_time DESC, trace_id, span_id LIMIT ? OFFSET ?",
+            [*params, limit, offset])]
+
+    def stats(self) -> dict[str, Any]:
+        """span_count, trace_count, db_bytes (database + WAL file), oldest/newest start."""
+        row = self._query("SELECT count(*) AS span_count, count(DISTINCT trace_id) AS "
+                          "trace_count, min(start_time) AS oldest_start, max(start_time) AS "
+                          "newest_start FROM spans")[0]
+        files = (self.path, self.path.with_name(self.path.name + ".wal"))
+        return {"span_count": row["span_count"], "trace_count": row["trace_count"],
+                "db_bytes": sum(f.stat().st_size for f in files if f.exists()),
+                "oldest_start": _utc(row["oldest_start"]),
+                "newest_start": _utc(row["newest_start"])}
+
+    def close(self) -> None:
+        """Close every connection; later calls raise StoreError."""
+        with self._lock:
+            self._closed = True
+            self._drop_connections()
+
+
+def _table(rows: Sequence[SpanRow]) -> pa.Table:
+    """Rows -> Arrow table; resource attributes, shared by a resource's spans, encoded once."""
+    encoded: dict[int, str] = {}  # id() is stable: rows hold the dicts during the call
+
+    def resource(r: SpanRow) -> str:
+        key = id(r.resource_attributes)
+        if (text := encoded.get(key)) is None:
+            text = encoded[key] = _dumps(r.resource_attributes)
+        return text
+
+    return pa.table({name: pa.array([(get or resource)(r) for r in rows], type=arrow)
+                     for name, _, arrow, get in COLUMNS})
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(duckdb.Error):  # no transaction open, or db invalidated
+        con.rollback()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _span(row: dict[str, Any]) -> dict[str, Any]:
+    for name in ("start_time", "end_time", "received_at"):
+        row[name] = _utc(row[name])
+    for name in _JSON_COLUMNS:
+        row[name] = json.loads(row[name]) if row[name] is not None else None
+    row["eval_scores"] = dict(row["eval_scores"] or ())
+    return row

@@ -1,0 +1,129 @@
+"""Shared fixtures. Tests marked `stack` start the real telemetry stack (collector,
+Prometheus, VictoriaMetrics, Envoy, daemon) on free ports with its own data folder.
+
+Envoy's external listeners bind 127.0.0.2: still loopback, but a different
+address from the 127.0.0.1 every internal component binds, so a socket scan can
+tell the two apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from appliance.settings import Settings
+
+EXTERNAL_BIND = "127.0.0.2"
+TRACEHOLD = [sys.executable, "-m", "appliance.cli"]
+
+
+def tracehold(*args: str, data_dir: Path, check: bool = True,
+              timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*TRACEHOLD, *args, "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tracehold {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    settings: Settings
+    key: str
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return self.status()["endpoints"]
+
+    def status(self) -> dict[str, Any]:
+        out = tracehold("status", "--json", data_dir=self.data_dir, check=False)
+        data: dict[str, Any] = json.loads(out.stdout)
+        return data
+
+    def component(self, name: str) -> dict[str, Any]:
+        comp: dict[str, Any] = next(c for c in self.status()["components"] if c["name"] == name)
+        return comp
+
+    def daemon(self) -> httpx.Client:
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.settings.ports.daemon}",
+                            timeout=10, trust_env=False)
+
+    def stored(self, service: str) -> int:
+        with self.daemon() as c:
+            r = c.get("/api/v1/count", params={"service": service})
+            r.raise_for_status()
+            count: int = r.json()["spans"]
+            return count
+
+    def wait_stored(self, service: str, expected: int, timeout: float = 60) -> int:
+        deadline, got = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            got = self.stored(service)
+            if got >= expected:
+                # let any duplicate (at-least-once) delivery show up before judging
+                time.sleep(0.5)
+                return self.stored(service)
+            time.sleep(0.25)
+        return got
+
+    def query(self, which: str, promql: str) -> list[dict[str, Any]]:
+        r = httpx.get(f"{self.endpoints[which]}/api/v1/query", params={"query": promql},
+                      headers={"X-API-Key": self.key}, timeout=10, trust_env=False)
+        r.raise_for_status()
+        result: list[dict[str, Any]] = r.json()["data"]["result"]
+        return result
+
+    def wait_series(self, which: str, promql: str, timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.query(which, promql)
+            if result:
+                return result
+            time.sleep(0.5)
+        raise AssertionError(f"no series for {promql} in {which} within {timeout}s")
+
+    def wait_value(self, which: str, promql: str, expected: float,
+                   timeout: float = 60) -> None:
+        """Stores are eventually consistent: poll until the single result equals expected."""
+        deadline, seen = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            result = self.query(which, promql)
+            seen = [float(r["value"][1]) for r in result]
+            if seen == [expected]:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{promql} in {which}: {seen}, expected [{expected}]")
+
+
+def start_stack(data_dir: Path, *extra: str) -> Stack:
+    tracehold("up", "--detach", "--free-ports", "--bind", EXTERNAL_BIND, *extra,
+              data_dir=data_dir)
+    settings = Settings.load_effective(data_dir)
+    key = json.loads((data_dir / "secrets.json").read_text())["api_keys"][0]["key"]
+    return Stack(data_dir, settings, key)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    st = start_stack(data_dir)
+    try:
+        yield st
+    finally:
+        tracehold("down", data_dir=data_dir, check=False)
+        out = Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "stack-logs"
+        out.mkdir(parents=True, exist_ok=True)
+        for log in (data_dir / "logs").glob("*.log"):
+            (out / log.name).write_bytes(log.read_bytes()[-200_000:])

@@ -1,0 +1,110 @@
+"""Rendered configs are accepted by the real components' own validators."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from appliance.secrets import SecretsFile
+from appliance.settings import Profile, Redaction, Settings
+from appliance.stack import components, render
+
+BIN = Settings().bin_dir
+
+
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    return Settings(data_dir=tmp_path, bind_address="127.0.0.1", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"redaction": Redaction.mask},
+    {"redaction": Redaction.drop, "tail_sampling": True},
+    {"tail_sampling": True, "evaluation_names": ["faithfulness"]},
+])
+def test_collector_config_validates(tmp_path: Path, kw: dict[str, object]) -> None:
+    s = _settings(tmp_path, **kw)
+    path = render.write_all(s, []).collector
+    out = subprocess.run([str(BIN / components.COLLECTOR_BINARY), "validate",
+                          f"--config=file:{path}"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_collector_listens_on_loopback_only(tmp_path: Path) -> None:
+    text = render.collector_config(_settings(tmp_path))
+    endpoints = [line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.strip().startswith(("endpoint:", "host:"))]
+    assert endpoints and all(e.startswith("127.0.0.1") for e in endpoints), endpoints
+
+
+def test_store_only_processors_come_after_metrics(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(render.collector_config(
+        _settings(tmp_path, redaction=Redaction.mask, tail_sampling=True)))
+    pipes = cfg["service"]["pipelines"]
+    assert "span_metrics" in pipes["traces/in"]["exporters"]
+    assert pipes["traces/store"]["processors"] == ["redaction/prompts", "tail_sampling"]
+    assert pipes["traces/store"]["exporters"] == ["otlp_http/store"]
+
+
+def test_store_queue_never_gives_up(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(render.collector_config(_settings(tmp_path)))
+    exp = cfg["exporters"]["otlp_http/store"]
+    assert exp["retry_on_failure"]["max_elapsed_time"] == "0s"
+    assert exp["sending_queue"]["storage"] == "file_storage/queue"
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_prometheus_config_checks(tmp_path: Path, profile: Profile) -> None:
+    s = _settings(tmp_path, profile=profile)
+    path = render.write_all(s, []).prometheus
+    out = subprocess.run([str(BIN / "promtool"), "check", "config", str(path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    has_rw = "remote_write" in path.read_text()
+    assert has_rw == render.runs(s, "victoriametrics")
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+def test_profiles_choose_components(tmp_path: Path, profile: Profile) -> None:
+    s = _settings(tmp_path, profile=profile)
+    names = [sp.name for sp in components.build(s, render.write_all(s, []))]
+    expected = {
+        Profile.full: ["victoriametrics", "prometheus", "daemon", "collector", "envoy"],
+        Profile.no_prometheus: ["victoriametrics", "daemon", "collector", "envoy"],
+        Profile.no_vm: ["prometheus", "daemon", "collector", "envoy"],
+        Profile.byo: ["daemon", "collector", "envoy"],
+    }[profile]
+    assert names == expected
+    if profile is Profile.no_prometheus:
+        vm = components.build(s, render.write_all(s, []))[0]
+        assert any(a.startswith("-promscrape.config=") for a in vm.argv)
+
+
+def test_envoy_listeners_hold_only_active_keys(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    secrets = SecretsFile(s.secrets_file)
+    keep, gone = secrets.create("a"), secrets.create("b")
+    secrets.revoke(gone.id)
+    path = render.write_listeners(s, secrets.load().api_keys)
+    text = path.read_text()
+    assert keep.key in text and gone.key not in text
+    assert path.stat().st_mode & 0o777 == 0o600
+    listeners = yaml.safe_load(text)["resources"]
+    assert {x["name"] for x in listeners} == {"otlp_grpc", "otlp_http", "prometheus_api",
+                                              "victoriametrics_api"}
+    for x in listeners:
+        filters = x["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+        assert filters[0]["name"] == "envoy.filters.http.api_key_auth"
+
+
+def test_all_keys_revoked_still_locks_listeners(tmp_path: Path) -> None:
+    s = _settings(tmp_path)
+    secrets = SecretsFile(s.secrets_file)
+    secrets.revoke(secrets.create("only").id)
+    creds = [yaml.safe_load(render.envoy_listeners(s, secrets.load().api_keys))["resources"][0]
+             ["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+             ["typed_config"]["credentials"]]
+    assert len(creds[0]) == 1 and creds[0][0]["client"] == "nobody"

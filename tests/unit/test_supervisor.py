@@ -1,0 +1,93 @@
+"""The stack manager's supervisor, driven with small stand-in children (plain HTTP
+servers): start order, health, restart with backoff after kill -9, clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import StackError
+from appliance.stack.components import ComponentSpec
+from appliance.stack.supervisor import Status, Supervisor
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server(name: str, tmp: Path) -> ComponentSpec:
+    port = _port()
+    return ComponentSpec(name, [sys.executable, "-m", "http.server", str(port), "--bind",
+                                "127.0.0.1", "--directory", str(tmp)],
+                         port, f"http://127.0.0.1:{port}/")
+
+
+def _wait(cond, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def test_start_restart_stop(tmp_path: Path) -> None:
+    specs = [_server("a", tmp_path), _server("b", tmp_path)]
+    snapshots: list[list[dict[str, object]]] = []
+    sup = Supervisor(specs, tmp_path / "logs", backoff_max=2, on_change=snapshots.append)
+    order: list[str] = []
+    sup.start(progress=order.append)
+    try:
+        assert [line for line in order if line.endswith("…")] == ["starting a …", "starting b …"]
+        assert [i.status for i in sup.items] == [Status.ok, Status.ok]
+        sup.start()  # repeating start is harmless
+        a = sup.items[0]
+        old = a.proc.pid  # type: ignore[union-attr]
+        os.kill(old, signal.SIGKILL)
+
+        def restarted() -> bool:
+            sup.tick()
+            return a.status is Status.ok and a.proc is not None and a.proc.pid != old
+
+        _wait(restarted)
+        snap = sup.snapshot()[0]
+        assert snap["restarts"] == 1 and snap["last_exit"] == -signal.SIGKILL
+        assert any(s[0]["status"] == "recoverable_error" for s in snapshots)
+    finally:
+        sup.stop()
+    assert all(i.status is Status.stopped for i in sup.items)
+    sup.stop()  # and so is repeating stop
+
+
+def test_backoff_doubles_up_to_the_cap(tmp_path: Path) -> None:
+    spec = ComponentSpec("crasher", [sys.executable, "-c", "import sys; sys.exit(3)"], 1,
+                         "http://127.0.0.1:1/")
+    sup = Supervisor([spec], tmp_path, backoff_max=1.0)
+    item = sup.items[0]
+    sup._spawn(item)
+    waits = []
+    for _ in range(3):
+        _wait(lambda: (sup.tick(), item.proc is None)[1])
+        assert item.last_exit == 3 and item.status is Status.recoverable_error
+        waits.append(item.next_start - time.monotonic())  # type: ignore[operator]
+        _wait(lambda: (sup.tick(), item.proc is not None)[1], timeout=5)
+    assert waits[0] < 0.6 and 0.5 < waits[1] <= 1.0 and waits[2] <= 1.0
+    sup.stop()
+
+
+def test_failed_start_is_a_clear_error(tmp_path: Path) -> None:
+    spec = ComponentSpec("broken", [sys.executable, "-c", "print('boom'); raise SystemExit(2)"],
+                         1, "http://127.0.0.1:1/")
+    sup = Supervisor([spec], tmp_path)
+    with pytest.raises(StackError, match=r"(?s)broken exited with 2.*boom"):
+        sup.start(progress=lambda _: None)
+    sup.stop()
+    missing = ComponentSpec("missing", [str(tmp_path / "nope")], 1, "http://127.0.0.1:1/")
+    with pytest.raises(StackError, match="cannot start missing"):
+        Supervisor([missing], tmp_path).start(progress=lambda _: None)
