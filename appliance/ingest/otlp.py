@@ -306,8 +306,8 @@ def _text(raw: bytes, limit: int) -> str:
     """Decode lenient UTF-8; over ``limit`` bytes, cut at a character boundary and mark."""
     if len(raw) <= limit:
         return raw.decode("utf-8", "replace")
-    cut = limit
-    while cut > limit - 3 and raw[cut] & 0xC0 == 0x80:  # continuation byte: step back
+    cut, floor = limit, max(0, limit - 3)  # a character has at most 3 continuation bytes
+    while cut > floor and raw[cut] & 0xC0 == 0x80:
         cut -= 1
     return raw[:cut].decode("utf-8", "replace") + f"…[truncated {len(raw) - cut} bytes]"
 

@@ -391,6 +391,23 @@ def test_long_values_are_cut_at_a_utf8_boundary_and_marked() -> None:
     assert row.dropped_attributes_count == 0
 
 
+@pytest.mark.parametrize(("limit", "raw", "expected"), [
+    (1, "€uro".encode(), "…[truncated 6 bytes]"),
+    (2, "a€".encode(), "a…[truncated 3 bytes]"),
+    (1, b"\x80" * 3, "…[truncated 3 bytes]"),
+    (3, b"\x80" * 5, "…[truncated 5 bytes]"),  # garbage: steps back at most 3 bytes
+    (5, b"\x80" * 7, "\ufffd\ufffd…[truncated 5 bytes]"),
+    (4, "€€".encode(), "€…[truncated 3 bytes]"),
+])
+def test_truncation_edges(limit: int, raw: bytes, expected: str) -> None:
+    placeholder = "\x01" * len(raw)  # same length, so the framing stays valid
+    body = make_request(make_span({"k": placeholder})).SerializeToString()
+    body = body.replace(placeholder.encode(), raw)
+    limits = IngestLimits(max_attribute_value_bytes=limit)
+    (row,) = to_rows(decode_body(body, PB, None, limits), limits, NOW).rows
+    assert row.attributes["k"] == expected
+
+
 def test_events_beyond_the_limit_are_dropped_but_evaluations_still_count() -> None:
     events = [Span.Event(name=f"e{i}", time_unix_nano=T0) for i in range(5)]
     events.append(Span.Event(name=cv.EVALUATION_EVENT, attributes=[

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
 import textwrap
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,6 +235,22 @@ def test_stats_count_and_last_ingest(store: SpanStore) -> None:
     assert store.last_ingest() == NOW + timedelta(seconds=3)
 
 
+def test_rows_that_do_not_fit_the_columns(store: SpanStore) -> None:
+    bad = dataclasses.replace(make_row(1), genai={**TEMPLATE.genai, "input_tokens": "many"})
+    with pytest.raises(StoreError, match="cannot store"):
+        store.insert([make_row(2), bad])
+    assert store.count() == 0
+
+
+def test_read_cursors_end_with_their_threads(store: SpanStore) -> None:
+    thread = threading.Thread(target=store.count)
+    thread.start()
+    thread.join()
+    del thread
+    gc.collect()
+    assert len(store._cursors) == 0
+
+
 def test_concurrent_inserts_and_reads(store: SpanStore) -> None:
     batches = [[make_row(i, trace=t) for i in range(100)] for t in range(1, 9)]
 
@@ -288,6 +306,8 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match="schema version"):
         SpanStore(path)
+    # the refused store let go of the file: a differently configured open works
+    duckdb.connect(str(path), read_only=True).close()
 
 
 def test_file_locked_by_another_process_is_unavailable(store: SpanStore) -> None:

@@ -1,0 +1,222 @@
+"""Benchmarks of the running stack (issue: the telemetry stack runs for real).
+
+    .venv/bin/python bench/stack_bench.py [startup|latency|ingest|memory ...]
+
+Each writes bench/results/<name>.json. The machine is shared and noisy:
+medians and ratios are the numbers to read, not single runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from appliance import sdk  # noqa: E402
+from tests.conftest import Stack, start_stack, tracehold  # noqa: E402
+from tests.otlp_payloads import export_request  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def _write(name: str, data: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"benchmark": name, **data, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(data, indent=2))
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3)
+
+
+def with_stack(fn: Callable[[Stack], dict[str, Any]]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tracehold-bench-") as tmp:
+        stack = start_stack(Path(tmp))
+        try:
+            return fn(stack)
+        finally:
+            tracehold("down", data_dir=Path(tmp), check=False)
+
+
+def bench_startup(runs: int = 5) -> None:
+    """`tracehold up` to every component healthy (binaries already built)."""
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="tracehold-bench-") as tmp:
+            t0 = time.monotonic()
+            tracehold("up", "--detach", "--free-ports", "--bind", "127.0.0.1",
+                      data_dir=Path(tmp))
+            times.append(time.monotonic() - t0)
+            tracehold("down", data_dir=Path(tmp))
+    _write("startup", {"runs": runs, "seconds": [round(t, 2) for t in times],
+                       "median_s": round(statistics.median(times), 2), "goal_s": 20})
+
+
+def bench_latency(traces: int = 20) -> None:
+    """Trace sent -> span in DuckDB, and -> derived series queryable in Prometheus."""
+
+    def run(stack: Stack) -> dict[str, Any]:
+        prom = stack.endpoints["prometheus"]
+        client = httpx.Client(timeout=5, trust_env=False)
+        to_store, to_prom = [], []
+        for i in range(traces):
+            service = f"lat-{uuid.uuid4().hex[:8]}"
+            provider, counting = sdk.tracer_provider(service, stack.endpoints["otlp_grpc"],
+                                                     stack.key, batch=False)
+            with provider.get_tracer("bench").start_as_current_span("chat m") as s:
+                s.set_attribute("gen_ai.request.model", "m")
+            t0 = time.monotonic()  # the span was acknowledged when the block ended
+            assert counting.acknowledged == 1
+            stored = seen = None
+            while stored is None or seen is None:
+                now = time.monotonic() - t0
+                if now > 60:
+                    raise RuntimeError(f"trace {i} not visible after 60s")
+                if stored is None and stack.stored(service) == 1:
+                    stored = now
+                if seen is None:
+                    r = client.get(f"{prom}/api/v1/query", headers={"X-API-Key": stack.key},
+                                   params={"query": f'llm_calls_total{{service_name="{service}"}}'})
+                    if r.json()["data"]["result"]:
+                        seen = now
+                time.sleep(0.05)
+            to_store.append(stored)
+            to_prom.append(seen)
+            provider.shutdown()
+        return {"traces": traces,
+                "to_duckdb_s": {"p50": _pct(to_store, 0.5), "p95": _pct(to_store, 0.95),
+                                "max": round(max(to_store), 3), "goal_p95": 3},
+                "to_prometheus_s": {"p50": _pct(to_prom, 0.5), "p95": _pct(to_prom, 0.95),
+                                    "max": round(max(to_prom), 3), "goal_p95": 10},
+                "settings": {"spanmetrics_flush_interval":
+                             stack.settings.spanmetrics_flush_interval,
+                             "scrape_interval_s": stack.settings.scrape_interval_s}}
+
+    _write("latency", with_stack(run))
+
+
+def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes],
+          spans_per_request: int, senders: int) -> dict[str, Any]:
+    """Send every pre-built request once from `senders` threads; then wait for the store."""
+    service = requests_service(requests)
+    before = stack.stored(service)
+    acked, failed, lock, nxt = [0], [0], threading.Lock(), iter(range(len(requests)))
+
+    def sender() -> None:
+        with httpx.Client(timeout=60, trust_env=False) as c:
+            while True:
+                with lock:
+                    i = next(nxt, None)
+                if i is None:
+                    return
+                for _attempt in range(50):  # the SDK's behaviour: retry retryable answers
+                    r = c.post(url, content=requests[i], headers=headers)
+                    if r.status_code == 200:
+                        with lock:
+                            acked[0] += spans_per_request
+                        break
+                    if r.status_code not in (429, 502, 503, 504):
+                        with lock:
+                            failed[0] += spans_per_request
+                        break
+                    time.sleep(0.2)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent_s = time.monotonic() - t0
+    stored = stack.wait_stored(service, before + acked[0], timeout=900) - before
+    drained_s = time.monotonic() - t0
+    return {"spans_acknowledged": acked[0], "spans_failed": failed[0], "spans_stored": stored,
+            "lost": acked[0] - stored, "accept_s": round(sent_s, 2),
+            "accepted_spans_per_s": round(acked[0] / sent_s),
+            "until_all_stored_s": round(drained_s, 2),
+            "stored_spans_per_s": round(stored / drained_s)}
+
+
+def requests_service(requests: list[bytes]) -> str:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest.FromString(requests[0])
+    return req.resource_spans[0].resource.attributes[0].value.string_value
+
+
+def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: int = 4) -> None:
+    """Sustained ingest of ~3 KB GenAI spans, through Envoy and straight to the collector."""
+
+    def build(service: str) -> list[bytes]:
+        return [export_request(service, per_request, big=True).SerializeToString()
+                for _ in range(total_spans // per_request)]
+
+    def run(stack: Stack) -> dict[str, Any]:
+        proto = {"Content-Type": "application/x-protobuf"}
+        envoy_reqs = build(f"ingest-envoy-{uuid.uuid4().hex[:6]}")
+        span_bytes = len(envoy_reqs[0]) / per_request
+        envoy = _load(stack, stack.endpoints["otlp_http"] + "/v1/traces",
+                      {**proto, "X-API-Key": stack.key}, envoy_reqs, per_request, senders)
+        del envoy_reqs
+        direct_reqs = build(f"ingest-direct-{uuid.uuid4().hex[:6]}")
+        direct = _load(stack, f"http://127.0.0.1:{stack.settings.ports.collector_http}/v1/traces",
+                       proto, direct_reqs, per_request, senders)
+        return {"spans": total_spans, "spans_per_request": per_request, "senders": senders,
+                "bytes_per_span": round(span_bytes), "through_envoy": envoy,
+                "straight_to_collector": direct,
+                "envoy_over_direct_accept_ratio": round(
+                    envoy["accepted_spans_per_s"] / direct["accepted_spans_per_s"], 3),
+                "goal_spans_per_s": 10_000,
+                "note": "load generator runs on the same 2 cores as the stack"}
+
+    _write("ingest", with_stack(run))
+
+
+def bench_memory(idle_s: int = 30) -> None:
+    """RSS of every component (with children) after start-up and an idle period."""
+
+    def run(stack: Stack) -> dict[str, Any]:
+        time.sleep(idle_s)
+        per: dict[str, float] = {}
+        for comp in stack.status()["components"]:
+            proc = psutil.Process(comp["pid"])
+            rss = proc.memory_info().rss + sum(
+                c.memory_info().rss for c in proc.children(recursive=True))
+            per[comp["name"]] = round(rss / 2**20, 1)
+        return {"idle_s": idle_s, "rss_mib": per, "total_mib": round(sum(per.values()), 1),
+                "goal_mib": 1024}
+
+    _write("memory", with_stack(run))
+
+
+BENCHES = {"startup": bench_startup, "latency": bench_latency, "ingest": bench_ingest,
+           "memory": bench_memory}
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:] or list(BENCHES):
+        print(f"== {name}", file=sys.stderr)
+        BENCHES[name]()
+    subprocess.run(["true"])
