@@ -8,6 +8,7 @@ tell the two apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -27,10 +28,11 @@ EXTERNAL_BIND = "127.0.0.2"
 TRACEHOLD = [sys.executable, "-m", "appliance.cli"]
 
 
-def tracehold(*args: str, data_dir: Path, check: bool = True,
-              timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def tracehold(*args: str, data_dir: Path, check: bool = True, timeout: float = 240,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*TRACEHOLD, *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"tracehold {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
@@ -107,23 +109,30 @@ class Stack:
         raise AssertionError(f"{promql} in {which}: {seen}, expected [{expected}]")
 
 
-def start_stack(data_dir: Path, *extra: str) -> Stack:
+def start_stack(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Stack:
+    """A real stack on free ports; `env` sets TRACEHOLD_* settings for it."""
     tracehold("up", "--detach", "--free-ports", "--bind", EXTERNAL_BIND, *extra,
-              data_dir=data_dir)
+              data_dir=data_dir, env=env)
     settings = Settings.load_effective(data_dir)
     key = json.loads((data_dir / "secrets.json").read_text())["api_keys"][0]["key"]
     return Stack(data_dir, settings, key)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("stack")
-    st = start_stack(data_dir)
+@contextlib.contextmanager
+def running_stack(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    st = start_stack(data_dir, env=env)
     try:
         yield st
     finally:
         tracehold("down", data_dir=data_dir, check=False)
-        out = Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "stack-logs"
+        out = (Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "stack-logs"
+               / data_dir.name)
         out.mkdir(parents=True, exist_ok=True)
         for log in (data_dir / "logs").glob("*.log"):
             (out / log.name).write_bytes(log.read_bytes()[-200_000:])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stack")) as st:
+        yield st
