@@ -1,0 +1,38 @@
+"""`python -m appliance.demo --data-dir D`: demo traffic until terminated (the `demo`
+component of `tracehold up --demo`; the stack manager stops it with SIGTERM)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from appliance import settings as settings_mod
+from appliance.demo.runner import Options, run_against
+from appliance.errors import TraceholdError
+from appliance.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m appliance.demo")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--rate", type=float, default=Options.rate)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--daily-shape", action="store_true")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a log file
+    base = settings_mod.load(data_dir=args.data_dir)
+    s = Settings.load_effective(base.data_dir) if base.effective_file.exists() else base
+    try:
+        summary = run_against(s, Options(rate=args.rate, seed=args.seed,
+                                         daily_shape=args.daily_shape, progress_every=60.0), print)
+    except TraceholdError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
