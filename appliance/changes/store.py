@@ -1,0 +1,88 @@
+"""Change events in the daemon's DuckDB (table ``change_events``). Each one recorded is
+also an audit entry, in the same transaction."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import duckdb
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.audit.log import AuditLog
+from appliance.store.migrations import migrate, rows
+from appliance.store.spans import SpanStore
+from appliance.times import iso, optional_time
+
+ChangeKind = Literal["deploy", "prompt_template", "index_refresh", "model_swap", "config"]
+KINDS: tuple[str, ...] = ChangeKind.__args__  # type: ignore[attr-defined]
+MIGRATIONS = [[
+    "CREATE TABLE change_events (id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, "
+    "service VARCHAR NOT NULL, from_value VARCHAR, to_value VARCHAR, "
+    "changed_at TIMESTAMPTZ NOT NULL, note VARCHAR, source VARCHAR NOT NULL, "
+    "actor VARCHAR NOT NULL, recorded_at TIMESTAMPTZ NOT NULL)",
+]]
+
+
+class ChangeIn(BaseModel):
+    """What a person or tool reports; ``at`` is ISO 8601 (default: now)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    kind: ChangeKind
+    service: str = Field(min_length=1, max_length=200)
+    from_: str | None = Field(None, alias="from", max_length=1000)
+    to: str | None = Field(None, max_length=1000)
+    at: str | None = None
+    note: str | None = Field(None, max_length=4096)
+
+
+def _out(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "kind": row["kind"], "service": row["service"],
+            "from": row["from_value"], "to": row["to_value"], "at": iso(row["changed_at"]),
+            "note": row["note"], "source": row["source"], "actor": row["actor"],
+            "recorded_at": iso(row["recorded_at"])}
+
+
+class ChangeStore:
+    def __init__(self, store: SpanStore, audit: AuditLog) -> None:
+        self.store, self.audit = store, audit
+        with store.transaction() as con:
+            migrate(con, "changes", MIGRATIONS)
+
+    def record(self, change: ChangeIn, actor: str, source: str = "manual") -> dict[str, Any]:
+        at = optional_time(change.at, "at") or datetime.now(UTC)  # 400 before any write
+        with self.store.transaction() as con:
+            return self.record_in(con, change, at, actor, source)
+
+    def record_in(self, con: duckdb.DuckDBPyConnection, change: ChangeIn, at: datetime,
+                  actor: str, source: str) -> dict[str, Any]:
+        event = {"id": "chg_" + secrets.token_hex(5), "kind": change.kind,
+                 "service": change.service, "from_value": change.from_, "to_value": change.to,
+                 "changed_at": at, "note": change.note, "source": source, "actor": actor,
+                 "recorded_at": datetime.now(UTC)}
+        con.execute("INSERT INTO change_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    list(event.values()))
+        out = _out(event)
+        self.audit.append_in(con, actor, "change.record", event["id"],
+                             {k: out[k] for k in ("kind", "service", "from", "to", "at",
+                                                  "source")})
+        return out
+
+    def list(self, service: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        where, params = ["TRUE"], []
+        for clause, value in (("service = ?", service), ("changed_at >= ?", since),
+                              ("changed_at <= ?", until)):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        return [_out(r) for r in self.store.read(
+            f"SELECT * FROM change_events WHERE {' AND '.join(where)} "
+            "ORDER BY changed_at DESC, id LIMIT ?", [*params, limit])]
+
+    def seen_values(self) -> list[dict[str, Any]]:
+        """Every (service, kind, to) recorded, oldest first (seeds change inference)."""
+        with self.store.transaction() as con:
+            return rows(con, "SELECT service, kind, to_value FROM change_events "
+                             "WHERE to_value IS NOT NULL ORDER BY changed_at")
