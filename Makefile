@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup up test test-unit bench lint docs
+.PHONY: setup up test test-setup test-unit bench lint docs
 
 $(BIN)/.installed: pyproject.toml
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
@@ -17,10 +17,30 @@ setup: $(BIN)/.installed
 	$(BIN)/tracehold setup
 
 up: setup
-	$(BIN)/tracehold up
+	$(BIN)/tracehold up --demo
 
-test: setup
+test: setup test-setup
 	$(BIN)/pytest -ra
+
+# What only the tests need, from Debian's packages: Chromium for the console's
+# browser tests (driven by the playwright wheel of the dev extras, which
+# downloads no browser of its own). Idempotent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-setup: $(BIN)/.installed
+	@echo "==> test set-up: Chromium for the browser tests"
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "chromium present: $$(chromium --version 2>/dev/null)"; \
+	else \
+	  echo "installing Debian's chromium package"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	fi
+	@# pdftoppm (poppler-utils) renders the export and compliance PDFs in tests/unit/test_export.py
+	@if command -v pdftoppm >/dev/null 2>&1; then echo "pdftoppm present"; else \
+	  echo "installing Debian's poppler-utils package (pdftoppm)"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends poppler-utils; \
+	fi
 
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest -ra tests/unit

@@ -69,9 +69,11 @@ def up(
     port_offset: Annotated[int, typer.Option(help="Add N to every port")] = 0,
     free_ports: Annotated[bool, typer.Option(help="Pick free ports (tests)")] = False,
     timeout: Annotated[float, typer.Option(help="--detach: seconds to wait for health")] = 180,
+    demo: Annotated[bool | None, typer.Option("--demo", help="Also run demo GenAI traffic",
+                                              show_default=False)] = None,
 ) -> None:
     """Start the stack (collector, Prometheus, VictoriaMetrics, Envoy, daemon)."""
-    s = settings_mod.load(data_dir=data_dir, profile=profile, bind_address=bind)
+    s = settings_mod.load(data_dir=data_dir, profile=profile, bind_address=bind, demo=demo)
     if free_ports:
         s.ports = s.ports.free()
     elif port_offset:
@@ -81,6 +83,12 @@ def up(
     new_key = SecretsFile(s.secrets_file).ensure_initial_key()
     if new_key is not None:
         typer.echo(f"First API key (shown once; kept 0600 in {s.secrets_file}):\n  {new_key.key}")
+        from appliance.audit.record import key_change  # no stack runs yet: written locally
+
+        key_change(s, "keys.create", new_key.id, new_key.name)
+    from appliance.users_cli import ensure_first_user  # console user 'admin', once
+
+    ensure_first_user(s, typer.echo)
     if not detach:
         from appliance.stack.manager import StackManager
 
@@ -95,7 +103,7 @@ def _detach(s: Settings, timeout: float) -> None:
     s.run_dir.mkdir(parents=True, exist_ok=True)
     s.state_file.unlink(missing_ok=True)
     args = [sys.executable, "-m", "appliance.cli", "up", "--data-dir", str(s.data_dir),
-            "--profile", str(s.profile), "--bind", s.bind_address]
+            "--profile", str(s.profile), "--bind", s.bind_address, *(["--demo"] if s.demo else [])]
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
     env = {**os.environ, **{f"TRACEHOLD_PORTS__{k.upper()}": str(v)
@@ -231,6 +239,9 @@ def keys_create(
     secrets = SecretsFile(s.secrets_file)
     key = secrets.create(name)
     _apply_keys(s, secrets)
+    from appliance.audit.record import key_change  # via the daemon if it runs
+
+    key_change(s, "keys.create", key.id, key.name)
     emit({"id": key.id, "key": key.key}, as_json, [f"id:  {key.id}", f"key: {key.key}",
                                                  "(shown once; store it now)"])
 
@@ -242,6 +253,9 @@ def keys_revoke(key_id: str, data_dir: DataDir = None, as_json: JsonOpt = False)
     secrets = SecretsFile(s.secrets_file)
     key = secrets.revoke(key_id)
     _apply_keys(s, secrets)
+    from appliance.audit.record import key_change  # via the daemon if it runs
+
+    key_change(s, "keys.revoke", key.id, key.name)
     emit(key.public(), as_json, [f"revoked {key.id} ({key.name})"])
 
 
@@ -249,6 +263,12 @@ def _apply_keys(s: Settings, secrets: SecretsFile) -> None:
     """A running Envoy watches its listener file; rewriting it applies the change."""
     if (s.run_dir / "envoy").exists():
         render.write_listeners(s, secrets.load().api_keys)
+
+
+# -- command registrations from other modules (one line each) --
+__import__("appliance.users_cli", fromlist=["register"]).register(app)
+__import__("appliance.demo.cli", fromlist=["register"]).register(app)
+__import__("appliance.casework.cli", fromlist=["register"]).register(app, emit, current_settings)
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 import uvicorn
 
 from appliance.api.app import create_app
+from appliance.casework import services as casework
+from appliance.detect import service as detect_service
 from appliance.ingest.limits import IngestLimits
 from appliance.settings import Settings, load
 from appliance.store.spans import SpanStore
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     limits = IngestLimits(max_body_bytes=s.ingest_max_body_mib * 1024 * 1024,
                           max_attributes_per_span=s.ingest_max_attributes)
     stop = threading.Event()
+    casework.start(store, s, stop)  # record stores, change inference, audit head signer
+    detect_service.start(store, s, stop)  # detectors -> cases
     threading.Thread(target=_retention_loop, args=(store, s.span_retention_days, stop),
                      daemon=True, name="retention").start()
     try:

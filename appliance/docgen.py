@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
+from appliance.detect.config import DetectConfig
 from appliance.settings import PROJECT_ROOT, Ports, Settings
 
 DOCS = PROJECT_ROOT / "docs"
@@ -29,6 +30,9 @@ def _default(value: object) -> str:
         return "(see below)"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):  # e.g. prices: one "key: {fields}" per entry
+        return "; ".join(f"{k}: {v.model_dump() if isinstance(v, BaseModel) else v}"
+                         for k, v in value.items())
     return str(value)
 
 
@@ -53,6 +57,10 @@ def configuration_md() -> str:
     lines += ["", "## Ports", "", "| setting | default | what listens |", "|---|---|---|"]
     for name, field in Ports.model_fields.items():
         lines.append(f"| `ports.{name}` | `{field.default}` | {field.description} |")
+    lines += ["", "## Detectors", "", "Set as `TRACEHOLD_DETECT__<NAME>` or under `[detect]`.",
+              "", "| setting | default | meaning |", "|---|---|---|"]
+    for name, field in DetectConfig.model_fields.items():
+        lines.append(f"| `detect.{name}` | `{field.default}` | {field.description} |")
     return "\n".join(lines) + "\n"
 
 
@@ -63,7 +71,14 @@ def cli_md() -> str:
     out = ["# CLI reference", "", "Generated from `tracehold --help` by "
            "`python -m appliance.docgen`; do not edit.", ""]
     commands = [[], ["setup"], ["up"], ["down"], ["status"], ["logs"], ["send-test-trace"],
-                ["validate"], ["keys"], ["keys", "list"], ["keys", "create"], ["keys", "revoke"]]
+                ["demo"], ["validate"], ["keys"], ["keys", "list"], ["keys", "create"],
+                ["keys", "revoke"]]
+    commands += [["cases"], *(["cases", c] for c in ("list", "show", "open", "assign", "status",
+                                                     "note", "resolve", "verify", "export")),
+                 ["change"], ["change", "record"], ["change", "list"], ["audit"],
+                 ["audit", "list"], ["audit", "verify"], ["audit", "heads"], ["report"],
+                 ["verify-export"]]
+    commands += [["users"], ["users", "create"], ["users", "list"], ["users", "delete"]]
     for cmd in commands:
         result = runner.invoke(app, [*cmd, "--help"], prog_name="tracehold",
                                env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})

@@ -9,7 +9,13 @@
     │   └── StoreUnavailable     transient: disk full, I/O error, lock held (503 + Retry-After)
     ├── ConfigError              settings are missing or inconsistent
     ├── StackError               the bundled telemetry stack misbehaved
-    └── NotFound                 the thing asked for does not exist (404)
+    ├── NotFound                 the thing asked for does not exist (404)
+    ├── InvalidRequest           an API body, query or CLI argument is invalid (400)
+    │   └── ContentTooLarge      a body or field is over its size limit (413)
+    ├── Conflict                 the action does not fit the current state, e.g. an
+    │                            invalid case status transition (409)
+    ├── Forbidden                the caller may not do this, e.g. not on loopback (403)
+    └── DaemonUnavailable        the CLI cannot reach the daemon (is the stack up?)
 
 Why the ingest split matters: the OpenTelemetry Collector's otlphttp exporter retries
 only 429/502/503/504 and drops the batch on any other status, so only a
@@ -63,3 +69,23 @@ class StackError(TraceholdError):
 
 class NotFound(TraceholdError):
     """The requested trace, span or resource does not exist."""
+
+
+class InvalidRequest(TraceholdError):
+    """A request body, query parameter or argument is invalid; the message says which."""
+
+
+class ContentTooLarge(InvalidRequest):
+    """A body or one of its fields (e.g. a case note) is over its size limit."""
+
+
+class Conflict(TraceholdError):
+    """The action does not fit the thing's current state (invalid status transition)."""
+
+
+class Forbidden(TraceholdError):
+    """The caller may not do this (e.g. an audit write from beyond loopback)."""
+
+
+class DaemonUnavailable(TraceholdError):
+    """The CLI could not reach the daemon's API."""

@@ -26,6 +26,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from appliance.detect.config import DetectConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,6 +85,24 @@ class Ports(BaseModel):
             for s in socks:
                 s.close()
         return Ports(**chosen)
+
+
+class Price(BaseModel):
+    """List price of one model, in currency units per million tokens."""
+
+    input_per_million: float = Field(ge=0, description="price of a million input tokens")
+    output_per_million: float = Field(ge=0, description="price of a million output tokens")
+
+
+# Public list prices (USD) of the models the demo traffic uses; override with `prices`.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": Price(input_per_million=2.50, output_per_million=10.00),
+    "gpt-4o-mini": Price(input_per_million=0.15, output_per_million=0.60),
+    "claude-3-5-sonnet": Price(input_per_million=3.00, output_per_million=15.00),
+    "claude-3-haiku": Price(input_per_million=0.25, output_per_million=1.25),
+    "llama-3.1-8b": Price(input_per_million=0.05, output_per_million=0.08),
+    "text-embedding-3-small": Price(input_per_million=0.02, output_per_million=0.0),
+}
 
 
 class Settings(BaseSettings):
@@ -165,8 +185,43 @@ class Settings(BaseSettings):
     ingest_max_attributes: int = Field(
         1024, ge=16, description="Attributes kept per span; the rest are counted as dropped"
     )
+    detect: DetectConfig = Field(default_factory=DetectConfig,
+                                 description="Detector thresholds (see below)")
     restart_backoff_max_s: float = Field(
         30.0, ge=1, description="Longest wait before restarting a crashed component"
+    )
+    demo: bool = Field(
+        False, description="Also run demo GenAI traffic (`tracehold demo` at its default rate) "
+                           "as a supervised component, sent through Envoy with the first API key",
+    )
+    case_note_max_kib: int = Field(
+        64, ge=1, le=1024, description="Largest case note; a larger one is refused (413)"
+    )
+    case_max_trace_ids: int = Field(
+        1000, ge=10, description="Trace ids kept per case; more are counted, not kept"
+    )
+    case_change_lookback_hours: float = Field(
+        24, ge=0, description="Change events this long before a case's onset join its context"
+    )
+    sla_resolve_hours: float = Field(
+        24, gt=0, description="A case open longer than this is an SLA breach (compliance report)"
+    )
+    audit_sign_interval_hours: float = Field(
+        24, gt=0, description="How often the daemon signs the audit chain head (also on export)"
+    )
+    quality_thresholds: dict[str, float] = Field(
+        {"groundedness": 0.7, "faithfulness": 0.7, "relevance": 0.7, "coherence": 0.7,
+         "retrieval_relevance": 0.6},
+        description="Lowest acceptable mean evaluation score per name (compliance report)",
+    )
+    prices: dict[str, Price] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description="Cost per model: {model: {input_per_million, output_per_million}}; a model "
+                    "matches its key exactly or as a dated variant (`gpt-4o-2024-08-06`); "
+                    "models not listed are reported unpriced, never at zero",
+    )
+    console_refresh_s: int = Field(
+        30, ge=5, description="Console: how often the Overview auto-refreshes, seconds"
     )
 
     @classmethod
@@ -225,6 +280,14 @@ class Settings(BaseSettings):
     @property
     def span_db(self) -> Path:
         return self.data_dir / "spans.duckdb"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.data_dir / "audit-signing-key.pem"
+
+    @property
+    def audit_public_key_file(self) -> Path:
+        return self.data_dir / "audit-signing-key.pub.pem"
 
     def dump_effective(self) -> None:
         """Write the resolved settings so children and later CLI calls use the same ports."""

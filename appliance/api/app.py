@@ -18,9 +18,12 @@ from fastapi.responses import JSONResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from appliance import errors
+from appliance.api import routes_console
 from appliance.api.errors import error_response, from_exception
+from appliance.casework import routes as casework_routes
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.otlp import decode_body, to_rows
+from appliance.store.genai_content import with_content
 from appliance.store.spans import SpanStore
 
 
@@ -117,7 +120,7 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
         spans = store.trace(trace_id.lower())
         if not spans:
             raise errors.NotFound(f"no spans for trace {trace_id}")
-        return {"trace_id": trace_id.lower(), "spans": spans}
+        return {"trace_id": trace_id.lower(), "spans": [with_content(sp) for sp in spans]}
 
     @app.get("/api/v1/spans", summary="Spans, newest first, optionally filtered")
     def spans(
@@ -128,6 +131,10 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         return {"spans": store.spans(limit=limit, offset=offset, service=service,
                                      trace_id=trace_id)}
+
+    # -- routers from other modules (one line each) --
+    app.include_router(routes_console.router)
+    app.include_router(casework_routes.router)  # changes, cases, audit, report
 
     @app.exception_handler(404)
     async def _not_found(request: Request, exc: Exception) -> Response:

@@ -18,6 +18,10 @@ STATUS: list[tuple[type[errors.TraceholdError], int, str]] = [
     (errors.UnsupportedMediaType, 415, "Unsupported media type"),
     (errors.StoreUnavailable, 503, "Span store unavailable"),
     (errors.NotFound, 404, "Not found"),
+    (errors.ContentTooLarge, 413, "Content too large"),
+    (errors.InvalidRequest, 400, "Invalid request"),
+    (errors.Conflict, 409, "Conflict"),
+    (errors.Forbidden, 403, "Forbidden"),
     (errors.ConfigError, 400, "Invalid request"),
     (errors.TraceholdError, 500, "Internal error"),
 ]

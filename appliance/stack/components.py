@@ -14,6 +14,7 @@ from pathlib import Path
 from appliance.errors import ConfigError
 from appliance.settings import Settings
 from appliance.stack import render
+from appliance.stack.console import console_spec
 
 COLLECTOR_BINARY = "otelcol-tracehold"
 
@@ -23,7 +24,7 @@ class ComponentSpec:
     name: str
     argv: list[str]
     port: int
-    health_url: str
+    health_url: str | None  # None: no endpoint to ask; running counts as healthy (demo)
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -76,6 +77,7 @@ def build(s: Settings, rendered: render.Rendered) -> list[ComponentSpec]:
         [sys.executable, "-m", "appliance.daemon", "--data-dir", str(data)],
         p.daemon, f"http://127.0.0.1:{p.daemon}/healthz",
     ))
+    specs.append(console_spec(s))
     specs.append(ComponentSpec(
         "collector",
         [str(bin_dir / COLLECTOR_BINARY), f"--config=file:{rendered.collector}"],
@@ -90,6 +92,9 @@ def build(s: Settings, rendered: render.Rendered) -> list[ComponentSpec]:
         ],
         p.otlp_grpc, f"http://127.0.0.1:{p.envoy_admin}/ready",
     ))
+    if s.demo:  # last: it sends through Envoy
+        specs.append(ComponentSpec("demo", [sys.executable, "-m", "appliance.demo",
+                                            "--data-dir", str(data)], 0, None))
     return specs
 
 

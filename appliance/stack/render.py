@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from appliance import console_users
 from appliance.ingest import conventions
 from appliance.secrets import ApiKey, write_private
 from appliance.settings import PROJECT_ROOT, Profile, Redaction, Settings
@@ -108,7 +109,8 @@ def envoy_bootstrap(s: Settings) -> str:
     return _parse(text)
 
 
-def envoy_listeners(s: Settings, keys: list[ApiKey]) -> str:
+def envoy_listeners(s: Settings, keys: list[ApiKey], users: list[str] | None = None) -> str:
+    """``users``: htpasswd ``{SHA}`` lines for the console listener (console_users.py)."""
     p = s.ports
     listeners = [
         {"name": "otlp_grpc", "port": p.otlp_grpc, "cluster": "collector_grpc",
@@ -129,6 +131,8 @@ def envoy_listeners(s: Settings, keys: list[ApiKey]) -> str:
         bind_address=s.bind_address,
         # With every key revoked the filter still needs a credential: one nobody knows.
         locked_key=_secrets.token_urlsafe(32),
+        console={"port": p.console, "header": console_users.USER_HEADER,
+                 "users": users or [console_users.locked_line()]},
     )
     return _parse(text)
 
@@ -136,7 +140,8 @@ def envoy_listeners(s: Settings, keys: list[ApiKey]) -> str:
 def write_listeners(s: Settings, keys: list[ApiKey]) -> Path:
     """(Re)write Envoy's listeners; a running Envoy picks the change up by itself."""
     path = envoy_dir(s) / "listeners.yaml"
-    write_private(path, envoy_listeners(s, keys))
+    users = console_users.ConsoleUsers(s.secrets_file).htpasswd_lines()
+    write_private(path, envoy_listeners(s, keys, users))
     return path
 
 

@@ -23,6 +23,7 @@ def endpoints(s: Settings) -> dict[str, str]:
         "otlp_grpc": f"http://{host}:{p.otlp_grpc}",
         "otlp_http": f"http://{host}:{p.otlp_http}",
     }
+    out["console"] = f"http://{host}:{p.console}"
     if render.runs(s, "prometheus"):
         out["prometheus"] = f"http://{host}:{p.prometheus_api}"
     elif s.byo_prometheus_url:

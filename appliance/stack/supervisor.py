@@ -25,6 +25,9 @@ from appliance.errors import StackError
 from appliance.stack.components import ComponentSpec
 
 LOG_ROTATE_BYTES = 50 * 1024 * 1024
+# A component without a health URL counts as healthy once it has stayed up this long,
+# so one that dies on start-up (bad config) fails the start instead of looking healthy.
+NO_HEALTH_URL_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -208,6 +211,9 @@ class Supervisor:
         item.detail = ""
 
     def _healthy(self, item: Supervised) -> bool:
+        if item.spec.health_url is None:  # no endpoint: alive (past a grace period) is healthy
+            alive = item.proc is not None and item.proc.poll() is None
+            return alive and time.monotonic() - (item.started_at or 0) >= NO_HEALTH_URL_GRACE_S
         try:
             return self._client.get(item.spec.health_url).status_code == 200
         except httpx.HTTPError:

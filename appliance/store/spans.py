@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from appliance.ingest import conventions
 from appliance.ingest.otlp import SpanRow
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("tracehold.store")
 _TS = pa.timestamp("us", tz="UTC")
 _GENAI_TYPES: dict[str, tuple[str, pa.DataType]] = {
     "str": ("VARCHAR", pa.string()), "int": ("BIGINT", pa.int64()),
@@ -107,6 +109,7 @@ class SpanStore:
         self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         self._closed = False
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._listeners: list[Callable[[Sequence[SpanRow]], None]] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._con = duckdb.connect(str(self.path))
@@ -190,6 +193,7 @@ class SpanStore:
             finally:
                 with contextlib.suppress(duckdb.Error):
                     con.unregister("_batch")
+        self._notify(rows)
         return int(result[0]) if result else 0
 
     def apply_retention(self, days: int) -> int:
@@ -208,6 +212,37 @@ class SpanStore:
                 raise self._failed(exc) from exc
         return int(row[0]) if row else 0
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer connection inside one transaction, under the store's lock: for other
+        stores that keep their tables in this file (cases, audit log, change events).
+        Commits on a clean exit, rolls back on any error; DuckDB errors map as for spans.
+        The lock is not re-entrant: do not call other SpanStore methods inside."""
+        with self._lock:
+            con = self._writer()
+            try:
+                con.begin()
+                yield con
+                con.commit()
+            except duckdb.Error as exc:
+                _rollback(con)
+                raise self._failed(exc) from exc
+            except BaseException:
+                _rollback(con)
+                raise
+
+    def on_insert(self, listener: Callable[[Sequence[SpanRow]], None]) -> None:
+        """Call ``listener(rows)`` after each committed insert, outside the lock (e.g. to
+        infer change events). A listener's error is logged; the insert has succeeded."""
+        self._listeners.append(listener)
+
+    def _notify(self, rows: Sequence[SpanRow]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(rows)
+            except Exception:  # the spans are committed: never fail the ingest for this
+                log.exception("span store listener %r failed", listener)
+
     # ------------------------------------------------------------------ reads
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -224,6 +259,11 @@ class SpanStore:
             with self._lock:  # unless another thread already dropped the connections
                 error = self._failed(exc) if local is self._local else _store_error(exc)
             raise error from exc
+
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read-only query for the query modules (appliance/store/queries.py): every value
+        goes in ``params``, never into ``sql``. Rows as dicts, DuckDB errors as StoreError."""
+        return self._query(sql, params)
 
     def count(self, service: str | None = None) -> int:
         """Number of spans stored, optionally of one service."""

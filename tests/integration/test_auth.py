@@ -100,7 +100,7 @@ def test_only_envoy_listens_beyond_127_0_0_1(stack: Stack) -> None:
     assert listening
     ports = stack.settings.ports
     external = {ports.otlp_grpc, ports.otlp_http, ports.prometheus_api,
-                ports.victoriametrics_api}
+                ports.victoriametrics_api, ports.console}
     for name, ip, port in listening:
         if ip != "127.0.0.1":
             assert name == "envoy" and ip == EXTERNAL_BIND and port in external, (name, ip, port)

@@ -72,10 +72,11 @@ def test_profiles_choose_components(tmp_path: Path, profile: Profile) -> None:
     s = _settings(tmp_path, profile=profile)
     names = [sp.name for sp in components.build(s, render.write_all(s, []))]
     expected = {
-        Profile.full: ["victoriametrics", "prometheus", "daemon", "collector", "envoy"],
-        Profile.no_prometheus: ["victoriametrics", "daemon", "collector", "envoy"],
-        Profile.no_vm: ["prometheus", "daemon", "collector", "envoy"],
-        Profile.byo: ["daemon", "collector", "envoy"],
+        Profile.full: ["victoriametrics", "prometheus", "daemon", "console", "collector",
+                       "envoy"],
+        Profile.no_prometheus: ["victoriametrics", "daemon", "console", "collector", "envoy"],
+        Profile.no_vm: ["prometheus", "daemon", "console", "collector", "envoy"],
+        Profile.byo: ["daemon", "console", "collector", "envoy"],
     }[profile]
     assert names == expected
     if profile is Profile.no_prometheus:
@@ -94,8 +95,10 @@ def test_envoy_listeners_hold_only_active_keys(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     listeners = yaml.safe_load(text)["resources"]
     assert {x["name"] for x in listeners} == {"otlp_grpc", "otlp_http", "prometheus_api",
-                                              "victoriametrics_api"}
+                                              "victoriametrics_api", "console"}
     for x in listeners:
+        if x["name"] == "console":  # basic auth: tests/unit/test_console_users.py
+            continue
         filters = x["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
         assert filters[0]["name"] == "envoy.filters.http.api_key_auth"
 

@@ -1,0 +1,118 @@
+"""The GenAI content of a stored span, in one shape whatever library sent it.
+
+Retrieved chunks are read from, in order:
+
+1. ``gen_ai.retrieval.documents`` (GenAI conventions): a list of ``{id, score,
+   content}`` objects, structured or as JSON text, on the span or on one of its events;
+2. OpenInference's flattened ``retrieval.documents.<i>.document.{id,content,score}``;
+3. ``tracehold.retrieval.chunks`` (a list of strings) beside the
+   ``retrieval_scores`` column (``tracehold.retrieval.scores``);
+4. only ``retrieval_scores``: one chunk per score, without content.
+
+Messages (``gen_ai.input.messages`` / ``gen_ai.output.messages``) are JSON in the
+current conventions (``[{role, parts: [{type, content}]}]``), ``[{role,
+content}]`` in older ones, or plain text (OpenInference ``input.value``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+DOCUMENTS = "gen_ai.retrieval.documents"
+TRACEHOLD_CHUNKS = "tracehold.retrieval.chunks"
+_OPENINFERENCE = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|content|score)")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _chunk(doc: Any) -> dict[str, Any] | None:
+    doc = _json(doc)
+    if isinstance(doc, str):
+        return {"id": None, "content": doc, "score": None}
+    if not isinstance(doc, dict):
+        return None
+    content = doc.get("content", doc.get("text", doc.get("document.content")))
+    score = doc.get("score", doc.get("document.score"))
+    return {"id": doc.get("id", doc.get("document.id")),
+            "content": content if isinstance(content, str) else _text(content),
+            "score": float(score) if isinstance(score, int | float) else None}
+
+
+def _documents(value: Any) -> list[dict[str, Any]]:
+    value = _json(value)
+    if not isinstance(value, list):
+        return []
+    return [c for c in map(_chunk, value) if c is not None]
+
+
+def retrieved_chunks(span: dict[str, Any]) -> list[dict[str, Any]]:
+    """``[{id, content, score}]`` for a span dict as the span store returns it."""
+    attrs: dict[str, Any] = span.get("attributes") or {}
+    if DOCUMENTS in attrs:
+        return _documents(attrs[DOCUMENTS])
+    for event in span.get("events") or []:
+        if DOCUMENTS in (event.get("attributes") or {}):
+            return _documents(event["attributes"][DOCUMENTS])
+    flat: dict[int, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if m := _OPENINFERENCE.fullmatch(key):
+            flat.setdefault(int(m[1]), {})[m[2]] = value
+    if flat:
+        return [c for _, d in sorted(flat.items()) if (c := _chunk(d)) is not None]
+    scores = span.get("retrieval_scores") or []
+    texts = _json(attrs.get(TRACEHOLD_CHUNKS)) or []
+    if not isinstance(texts, list):
+        texts = [texts]
+    n = max(len(scores), len(texts))
+    return [{"id": None,
+             "content": _text(texts[i]) if i < len(texts) else None,
+             "score": scores[i] if i < len(scores) else None} for i in range(n)]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # message parts
+        return "\n".join(_text(p) for p in value)
+    if isinstance(value, dict):
+        for key in ("content", "text", "result", "response"):
+            if key in value:
+                return _text(value[key])
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def messages(value: str | None) -> list[dict[str, Any]]:
+    """``[{role, content}]`` from a messages column; [] when there is none."""
+    if not value:
+        return []
+    parsed = _json(value)
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        return [{"role": None, "content": value}]
+    out = []
+    for m in parsed:
+        if isinstance(m, dict):
+            body = m.get("parts", m.get("content", m.get("text", m)))
+            out.append({"role": m.get("role"), "content": _text(body)})
+        else:
+            out.append({"role": None, "content": _text(m)})
+    return out
+
+
+def with_content(span: dict[str, Any]) -> dict[str, Any]:
+    """The span with ``retrieved_chunks`` added (what the trace view shows)."""
+    span["retrieved_chunks"] = retrieved_chunks(span)
+    return span
