@@ -74,7 +74,8 @@ def cli_md() -> str:
                 ["demo"], ["validate"], ["keys"], ["keys", "list"], ["keys", "create"],
                 ["keys", "revoke"]]
     commands += [["cases"], *(["cases", c] for c in ("list", "show", "open", "assign", "status",
-                                                     "note", "resolve", "verify", "export")),
+                                                     "note", "resolve", "check", "verify",
+                                                     "export")),
                  ["change"], ["change", "record"], ["change", "list"], ["audit"],
                  ["audit", "list"], ["audit", "verify"], ["audit", "heads"], ["report"],
                  ["verify-export"]]

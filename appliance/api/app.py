@@ -21,6 +21,7 @@ from appliance import errors
 from appliance.api import routes_console
 from appliance.api.errors import error_response, from_exception
 from appliance.casework import routes as casework_routes
+from appliance.detect import verify as detect_verify
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.otlp import decode_body, to_rows
 from appliance.store.genai_content import with_content
@@ -135,6 +136,7 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
     # -- routers from other modules (one line each) --
     app.include_router(routes_console.router)
     app.include_router(casework_routes.router)  # changes, cases, audit, report
+    app.include_router(detect_verify.router)  # cases/{id}/check: verification by detector
 
     @app.exception_handler(404)
     async def _not_found(request: Request, exc: Exception) -> Response:

@@ -136,6 +136,14 @@ def _check(spec: str) -> dict[str, Any]:
 
 
 @app.command()
+def check(case_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Verify now: the case's detector judges the current window (verified or reopened)."""
+    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/check")
+    last = case["verifications"][-1] if case.get("verifications") else {}
+    emit(case, as_json, [f"{case['id']} is {case['status']}: {last.get('detail', '')}"])
+
+
+@app.command()
 def verify(case_id: str,
            passed: Annotated[bool, typer.Option("--passed/--failed",
                                                 help="Is the signal back to baseline?")],

@@ -85,3 +85,35 @@ def test_runner_hands_on_once_a_minute_and_verification_sees_recovery(
         assert not firing
     finally:
         later.close()
+
+
+def test_check_verifies_a_case_by_its_detector(store: SpanStore, tmp_path: Path) -> None:
+    """The case's own detector judges the current window: still firing -> back to
+    investigating with the current value; quiet -> verified."""
+    from appliance.casework.services import records_for
+    from appliance.cases.model import CaseOpen, Resolve
+    from appliance.detect.verify import check_case
+    from appliance.settings import Settings
+
+    r = replay(store, tmp_path, 300, RATE, seed=3, scenario=ScenarioName.provider_error, at=200)
+    at = r.start + timedelta(seconds=300)
+    records = records_for(store, Settings(data_dir=tmp_path))
+    finding = DetectorRunner(store, CFG, lambda f: None).run_once(at)[0]
+    case = records.cases.open(CaseOpen.model_validate(finding.as_case_request()), "detector:t")
+    records.cases.resolve(case["id"], Resolve.model_validate(
+        {"root_cause": "provider outage", "fix_applied": "failover"}), "tester")
+    still = check_case(store, CFG, records.cases.get(case["id"]), now=at)
+    assert not still.back_to_baseline
+    assert still.checks[0].signal == "provider_error_share" and still.checks[0].value > 0.15
+    after = records.cases.verify(case["id"], still, "tester")
+    assert after["status"] == "investigating"
+    quiet = check_case(store, CFG, after, now=at + timedelta(hours=2))
+    assert quiet.back_to_baseline is False  # no traffic at all is not "back to baseline"
+    # The fix: healthy traffic after the incident. Now the check passes.
+    replay(store, tmp_path, 240, RATE, seed=4, start=at)
+    records.cases.resolve(case["id"], Resolve.model_validate(
+        {"root_cause": "provider outage", "fix_applied": "failover"}), "tester")
+    fixed = check_case(store, CFG, records.cases.get(case["id"]), now=at + timedelta(seconds=240))
+    assert fixed.back_to_baseline, fixed.detail
+    assert fixed.checks[0].value < 0.1
+    assert records.cases.verify(case["id"], fixed, "tester")["status"] == "verified"
