@@ -12,15 +12,17 @@ from app import shared
 from app.panels import BackendDown, panel
 from appliance.console_users import ConsoleUsers
 from appliance.secrets import SecretsFile
-from appliance.settings import Settings
+from appliance.settings import Settings, load
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]")
 
 
 def settings() -> Settings:
-    from appliance.daemon import settings_for
-
-    return settings_for(shared.config().data_dir)
+    """The running stack's resolved settings (ports, retention), else the defaults."""
+    data_dir = shared.config().data_dir
+    if (data_dir / "run" / "effective-settings.json").exists():
+        return Settings.load_effective(data_dir)
+    return load(data_dir=data_dir)
 
 
 def human_bytes(n: int | None) -> str:

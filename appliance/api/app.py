@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -85,6 +86,13 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
     counters = IngestCounters()
     app = FastAPI(title="Tracehold daemon", version="0.1.0")
     app.state.store, app.state.counters = store, counters
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's own 422 shape would be the one error not in ours.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        return error_response(400, "Invalid request", problems)
 
     @app.exception_handler(errors.TraceholdError)
     async def _tracehold_error(request: Request, exc: errors.TraceholdError) -> Response:

@@ -2,8 +2,9 @@
 
 Retrieved chunks are read from, in order:
 
-1. ``gen_ai.retrieval.documents`` (GenAI conventions): a list of ``{id, score,
-   content}`` objects, structured or as JSON text, on the span or on one of its events;
+1. ``gen_ai.retrieval.documents`` (GenAI conventions), or ``tracehold.retrieval.documents``
+   (what the demo sends): a list of ``{id, score, content|text}`` objects, structured or
+   as JSON text, on the span or on one of its events;
 2. OpenInference's flattened ``retrieval.documents.<i>.document.{id,content,score}``;
 3. ``tracehold.retrieval.chunks`` (a list of strings) beside the
    ``retrieval_scores`` column (``tracehold.retrieval.scores``);
@@ -21,6 +22,7 @@ import re
 from typing import Any
 
 DOCUMENTS = "gen_ai.retrieval.documents"
+DOCUMENT_KEYS = (DOCUMENTS, "tracehold.retrieval.documents")
 TRACEHOLD_CHUNKS = "tracehold.retrieval.chunks"
 _OPENINFERENCE = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|content|score)")
 
@@ -57,11 +59,12 @@ def _documents(value: Any) -> list[dict[str, Any]]:
 def retrieved_chunks(span: dict[str, Any]) -> list[dict[str, Any]]:
     """``[{id, content, score}]`` for a span dict as the span store returns it."""
     attrs: dict[str, Any] = span.get("attributes") or {}
-    if DOCUMENTS in attrs:
-        return _documents(attrs[DOCUMENTS])
-    for event in span.get("events") or []:
-        if DOCUMENTS in (event.get("attributes") or {}):
-            return _documents(event["attributes"][DOCUMENTS])
+    for key in DOCUMENT_KEYS:
+        if key in attrs:
+            return _documents(attrs[key])
+        for event in span.get("events") or []:
+            if key in (event.get("attributes") or {}):
+                return _documents(event["attributes"][key])
     flat: dict[int, dict[str, Any]] = {}
     for key, value in attrs.items():
         if m := _OPENINFERENCE.fullmatch(key):

@@ -11,8 +11,8 @@ chunks and output. Screenshots: test-output/screenshots/.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -94,6 +94,8 @@ def chromium() -> Iterator[Any]:
 def browser(traffic: dict[str, Any], chromium: Any) -> Iterator[Any]:
     ctx = chromium(http_credentials={"username": traffic["user"],
                                      "password": traffic["password"]})
+    ctx.requested = []  # every URL the pages ask for: nothing may come from elsewhere
+    ctx.on("request", lambda request: ctx.requested.append(request.url))
     try:
         yield ctx
     finally:
@@ -123,6 +125,10 @@ def _check(page: Any, name: str) -> str:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
     for mark in FAILURE_MARKS:
         assert page.locator(mark).count() == 0, f"{name}: Streamlit exception"
+    origin = page.url.split("/", 3)[:3]
+    requested = getattr(page.context, "requested", [])
+    assert requested and all(u.split("/", 3)[:3] == origin or u.startswith(("data:", "blob:"))
+                             for u in requested), [u for u in requested if origin[2] not in u]
     text: str = page.locator("body").inner_text()
     assert "this panel failed" not in text, name
     assert "down or unreachable" not in text, name
@@ -155,7 +161,9 @@ def test_trace_search_finds_the_trace_and_shows_its_genai_content(
     page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
     page.get_by_text(re.compile(r"^1 traces, newest first")).wait_for()
     grid = page.get_by_test_id("stDataFrame")
-    assert trace.trace_hex in grid.locator('[role="row"]').nth(1).inner_text()
+    # the grid draws on a canvas; its accessible rows follow a moment after the caption
+    playwright.expect(grid.locator('[role="row"]').nth(1)).to_contain_text(trace.trace_hex)
+    assert grid.locator('[role="row"]').count() == 2  # the header and our one trace
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's selection box
     page.get_by_text(f"Trace {trace.trace_hex}").wait_for()

@@ -150,3 +150,10 @@ def test_full_disk_answers_503_and_keeps_committed_spans(tiny_disk: Path) -> Non
     con = duckdb.connect(str(tiny_disk / "spans.duckdb"), read_only=True)
     assert con.execute("select count(*) from spans").fetchone() == (committed,)
     con.close()
+
+
+def test_wrongly_typed_parameters_get_the_one_error_shape(store: SpanStore) -> None:
+    r = call(store, "GET", "/api/v1/spans", params={"limit": "abc"})
+    assert r.status_code == 400
+    body = r.json()
+    assert set(body) == {"ok", "status", "title", "error"} and "limit" in body["error"]

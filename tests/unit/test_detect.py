@@ -90,8 +90,8 @@ def test_runner_hands_on_once_a_minute_and_verification_sees_recovery(
 def test_check_verifies_a_case_by_its_detector(store: SpanStore, tmp_path: Path) -> None:
     """The case's own detector judges the current window: still firing -> back to
     investigating with the current value; quiet -> verified."""
-    from appliance.casework.services import records_for
     from appliance.cases.model import CaseOpen, Resolve
+    from appliance.casework.services import records_for
     from appliance.detect.verify import check_case
     from appliance.settings import Settings
 

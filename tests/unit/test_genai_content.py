@@ -68,3 +68,16 @@ def test_price_resolution(model: str | None, key: str | None) -> None:
 
 def test_cost_arithmetic() -> None:
     assert pricing.cost(1_000_000, 500_000, DEFAULT_PRICES["gpt-4o"]) == pytest.approx(7.5)
+
+
+def test_demo_documents_are_read_as_chunks() -> None:
+    """The demo's rag-api sends tracehold.retrieval.documents as JSON text with `text`."""
+    import json
+
+    from appliance.store.genai_content import retrieved_chunks
+
+    docs = [{"id": "doc-1#0", "score": 0.91, "text": "Section 4.2: carry over five days."}]
+    span = {"attributes": {"tracehold.retrieval.documents": json.dumps(docs)},
+            "retrieval_scores": [0.91]}
+    assert retrieved_chunks(span) == [
+        {"id": "doc-1#0", "content": "Section 4.2: carry over five days.", "score": 0.91}]

@@ -1,0 +1,24 @@
+"""`make bench`: every benchmark that finishes in minutes, results in bench/results/.
+
+The real-stack detection run (every failure scenario plus 15 minutes of the
+harmless one, about 40 minutes) is separate: `python bench/detection_bench.py`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RUNS = [
+    ["bench_decode.py"], ["bench_decode.py", "--gzip"], ["bench_store.py"],
+    ["stack_bench.py"], ["console_bench.py"],
+]
+
+if __name__ == "__main__":
+    failed = 0
+    for args in RUNS:
+        print(f"== {' '.join(args)}", flush=True)
+        failed += subprocess.call([sys.executable, str(BENCH / args[0]), *args[1:]]) != 0
+    sys.exit(1 if failed else 0)
