@@ -7,8 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
-from appliance.api.body import USER_HEADER, actor_of, json_body
+from appliance.api.body import DEFAULT_LIMIT, USER_HEADER, actor_of, json_body
 from appliance.cases.model import Assign, CaseOpen, Note, Rca, Resolve, StatusChange, Verify
 from appliance.casework.services import records_for
 
@@ -39,47 +40,46 @@ def get_case(request: Request, case_id: str) -> dict[str, Any]:
     return records_for(request.app.state.store).cases.get(case_id)
 
 
+async def _act(request: Request, case_id: str, model: type[BaseModel], action: str,
+               limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """Parse the body, then run one CaseStore action with the caller as the actor."""
+    cases = records_for(request.app.state.store).cases
+    body = await json_body(request, model, limit=limit)
+    result: dict[str, Any] = await run_in_threadpool(getattr(cases, action), case_id, body,
+                                                     actor_of(request))
+    return result
+
+
 @router.post("/{case_id}/assign", summary="Assign (or unassign with null)")
 async def assign(request: Request, case_id: str) -> dict[str, Any]:
-    body = await json_body(request, Assign)
-    cases = records_for(request.app.state.store).cases
-    return await run_in_threadpool(cases.assign, case_id, body, actor_of(request))
+    return await _act(request, case_id, Assign, "assign")
 
 
 @router.post("/{case_id}/status", summary="Move to investigating/mitigated, or reopen")
 async def status(request: Request, case_id: str) -> dict[str, Any]:
-    body = await json_body(request, StatusChange)
-    cases = records_for(request.app.state.store).cases
-    return await run_in_threadpool(cases.set_status, case_id, body, actor_of(request))
+    return await _act(request, case_id, StatusChange, "set_status")
 
 
 @router.post("/{case_id}/notes", summary="Add a note (at most case_note_max_kib)")
 async def notes(request: Request, case_id: str) -> dict[str, Any]:
-    cases = records_for(request.app.state.store).cases
+    note_max = records_for(request.app.state.store).cases.note_max_bytes
     # JSON escapes can take up to 6 bytes per byte of text; the text itself is checked exactly
-    body = await json_body(request, Note, limit=cases.note_max_bytes * 6 + 4096)
-    return await run_in_threadpool(cases.add_note, case_id, body, actor_of(request))
+    return await _act(request, case_id, Note, "add_note", limit=note_max * 6 + 4096)
 
 
 @router.post("/{case_id}/resolve", summary="Resolve with root cause and fix applied")
 async def resolve(request: Request, case_id: str) -> dict[str, Any]:
-    body = await json_body(request, Resolve)
-    cases = records_for(request.app.state.store).cases
-    return await run_in_threadpool(cases.resolve, case_id, body, actor_of(request))
+    return await _act(request, case_id, Resolve, "resolve")
 
 
 @router.post("/{case_id}/verify", summary="Record a verification check (back to baseline?)")
 async def verify(request: Request, case_id: str) -> dict[str, Any]:
-    body = await json_body(request, Verify)
-    cases = records_for(request.app.state.store).cases
-    return await run_in_threadpool(cases.verify, case_id, body, actor_of(request))
+    return await _act(request, case_id, Verify, "verify")
 
 
 @router.put("/{case_id}/rca", summary="Store an RCA run's result")
 async def rca(request: Request, case_id: str) -> dict[str, Any]:
-    body = await json_body(request, Rca, limit=2 * 1024 * 1024)
-    cases = records_for(request.app.state.store).cases
-    return await run_in_threadpool(cases.set_rca, case_id, body, actor_of(request))
+    return await _act(request, case_id, Rca, "set_rca", limit=2 * 1024 * 1024)
 
 
 @router.get("/{case_id}/export", summary="The signed evidence zip (audited)",

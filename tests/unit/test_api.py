@@ -23,13 +23,6 @@ from tests.otlp_payloads import export_request
 PROTO = {"Content-Type": "application/x-protobuf"}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "spans.duckdb")
-    yield s
-    s.close()
-
-
 def call(store: SpanStore, method: str, url: str, limits: IngestLimits | None = None,
          **kw: Any) -> httpx.Response:
     async def go() -> httpx.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,6 @@ from appliance.store.spans import SpanStore
 from tests.genai_traces import MS, AgentTrace, export
 
 PROTO = {"Content-Type": "application/x-protobuf"}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "spans.duckdb")
-    yield s
-    s.close()
 
 
 def api(store: SpanStore, url: str, settings: Settings | None = None,

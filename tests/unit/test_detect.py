@@ -4,7 +4,6 @@ nothing is found before onset or in the harmless `normal` scenario."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,13 +19,6 @@ from appliance.store.spans import SpanStore
 
 SECONDS, RATE, ONSET, FROM = 600, 1.5, 420, 300
 CFG = DetectConfig()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "spans.duckdb")
-    yield s
-    s.close()
 
 
 def _run(store: SpanStore, tmp_path: Path, name: ScenarioName) -> Replay:

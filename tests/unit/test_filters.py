@@ -12,7 +12,6 @@ import ast
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,6 @@ EVIL = [
 ]
 PROTO = {"Content-Type": "application/x-protobuf"}
 BIN = Settings().bin_dir
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SpanStore]:
-    s = SpanStore(tmp_path / "spans.duckdb")
-    yield s
-    s.close()
 
 
 def call(store: SpanStore, url: str, **params: Any) -> httpx.Response:
