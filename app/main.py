@@ -16,19 +16,24 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import shared  # noqa: E402
+from app import session, shared  # noqa: E402
 from app.safe_text import md  # noqa: E402
-from app.views import agents, cost, overview, stack, traces  # noqa: E402
+from app.views import agents, audit, cases, cost, overview, reports, stack, traces  # noqa: E402
 
-st.set_page_config(page_title="Tracehold", page_icon=":material/monitoring:", layout="wide")
+# No page_icon and no page icons: Streamlit turns them into a favicon that the browser
+# fetches from a CDN, and nothing may leave the host (the browser test records every
+# request the pages make).
+st.set_page_config(page_title="Tracehold", layout="wide")
 
 PAGES = [
-    st.Page(overview.render, title="Overview", icon=":material/monitoring:", url_path="overview",
-            default=True),
-    st.Page(traces.render, title="Traces", icon=":material/timeline:", url_path="traces"),
-    st.Page(agents.render, title="Agents", icon=":material/hub:", url_path="agents"),
-    st.Page(cost.render, title="Cost", icon=":material/payments:", url_path="cost"),
-    st.Page(stack.render, title="Stack", icon=":material/dns:", url_path="stack"),
+    st.Page(overview.render, title="Overview", url_path="overview", default=True),
+    st.Page(traces.render, title="Traces", url_path="traces"),
+    st.Page(agents.render, title="Agents", url_path="agents"),
+    st.Page(cost.render, title="Cost", url_path="cost"),
+    st.Page(stack.render, title="Stack", url_path="stack"),
+    st.Page(cases.render, title="Cases", url_path="cases"),
+    st.Page(audit.render, title="Audit log", url_path="audit"),
+    st.Page(reports.render, title="Reports", url_path="reports"),
 ]
 
 page = st.navigation(PAGES)
@@ -37,4 +42,7 @@ with st.sidebar:
     st.markdown(f"Signed in as **{md(user, 64)}**" if user else
                 "Not signed in (local access, not through Envoy)")
     st.caption("Tracehold console · data stays on this host")
+    login_warning = session.record_login()  # once per Streamlit session
+    if login_warning:
+        st.caption(md(login_warning, 300))
 page.run()

@@ -69,6 +69,10 @@ def _series_chart(metrics: promql.Metrics, chart: Chart, window: Window,
     if data.empty:
         st.info(empty)
     else:
-        st.plotly_chart(charts.timeseries(data, chart.unit), key=f"chart-{chart.title}")
+        from app import change_markers  # change events of the range as vertical markers
+
+        fig = change_markers.overlay(charts.timeseries(data, chart.unit), window.start,
+                                     window.end, change_markers.chosen("ov_service"))
+        st.plotly_chart(fig, key=f"chart-{chart.title}")
     st.caption(f"Source: {source.name}",
                help="PromQL:\n\n" + "\n\n".join(f"`{s.promql}`" for s in chart.series))

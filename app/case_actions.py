@@ -1,0 +1,153 @@
+"""The actions on one case: assign, change status, note, resolve, verify, export.
+
+Each runs in its button's callback, before the page reruns, so the case drawn after
+it is the one the daemon just wrote. The daemon is the judge of every action: a
+transition it refuses shows its own reason. The outcome stays beside the actions
+until the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from app import session, shared
+from app.casework_client import CaseworkClient, Refused
+from app.panels import BackendDown
+from app.safe_text import md
+from appliance.cases.model import STATUSES
+from appliance.cases.transitions import TRANSITIONS
+
+
+def _key(case_id: str, name: str) -> str:
+    return f"ca_{name}_{case_id}"
+
+
+def render(case: dict[str, Any]) -> None:
+    cid = case["id"]
+    outcome = st.session_state.get(_key(cid, "outcome"))
+    if outcome:
+        kind, text = outcome
+        {"ok": st.success, "refused": st.error, "down": st.warning}[kind](text)
+
+    with st.form(_key(cid, "assign_form"), border=False):
+        st.text_input("Assignee", value=case.get("assignee") or shared.user() or "",
+                      key=_key(cid, "assignee"), max_chars=200)
+        st.form_submit_button("Assign", on_click=_assign, args=(cid,))
+
+    _status_form(case)
+
+    with st.form(_key(cid, "note_form"), border=False, clear_on_submit=True):
+        st.text_area("Note", key=_key(cid, "note"), height=80)
+        st.form_submit_button("Add note", on_click=_note, args=(cid,))
+
+    with st.form(_key(cid, "resolve_form"), border=False):
+        st.text_area("Root cause", key=_key(cid, "root_cause"), height=80)
+        st.text_area("Fix applied", key=_key(cid, "fix"), height=80)
+        st.form_submit_button("Resolve", on_click=_resolve, args=(cid,))
+
+    st.button("Verify now", on_click=_verify, args=(cid,), key=_key(cid, "verify"),
+              help="The case's own detector judges the current window: back to baseline "
+                   "makes the case verified, otherwise it goes back to investigating. "
+                   "Only a resolved case can be verified.")
+    _export(cid)
+
+
+def _status_form(case: dict[str, Any]) -> None:
+    cid, current = case["id"], case["status"]
+    allowed = sorted(t for (f, t), how in TRANSITIONS.items() if f == current and how == "status")
+    # every other status is offered: the daemon says why one is not possible
+    options = allowed + [s for s in STATUSES if s != current and s not in allowed]
+    with st.form(_key(cid, "status_form"), border=False):
+        st.selectbox("New status", options, key=_key(cid, "status"),
+                     help=f"From {current}: " + (", ".join(allowed) or "none by a status change")
+                     + ". Resolve and verify have their own actions.")
+        st.text_input("Reason (optional)", key=_key(cid, "reason"), max_chars=4000)
+        st.form_submit_button("Change status", on_click=_set_status, args=(cid,))
+
+
+# ---------------------------------------------------------------- callbacks
+
+def _run(cid: str, call: Callable[[CaseworkClient], dict[str, Any]],
+         done: Callable[[dict[str, Any]], str]) -> None:
+    try:
+        case = call(session.client())
+    except Refused as exc:
+        outcome = ("refused", f"Refused by the daemon: {md(exc.reason, 600)}")
+    except BackendDown as exc:
+        outcome = ("down", f"Not done: {md(exc, 300)}. Try again once it is back.")
+    else:
+        outcome = ("ok", done(case))
+    st.session_state[_key(cid, "outcome")] = outcome
+
+
+def _assign(cid: str) -> None:
+    name = (st.session_state.get(_key(cid, "assignee")) or "").strip() or None
+    _run(cid, lambda c: c.assign(cid, name),
+         lambda case: f"Assigned to {md(case['assignee'])}." if case["assignee"]
+         else "Unassigned.")
+
+
+def _set_status(cid: str) -> None:
+    status = st.session_state[_key(cid, "status")]
+    reason = (st.session_state.get(_key(cid, "reason")) or "").strip()
+    _run(cid, lambda c: c.set_status(cid, status, reason),
+         lambda case: f"Status is now {md(case['status'])}.")
+
+
+def _note(cid: str) -> None:
+    text = st.session_state.get(_key(cid, "note")) or ""
+    if not text.strip():
+        st.session_state[_key(cid, "outcome")] = ("refused", "A note needs some text.")
+        return
+    _run(cid, lambda c: c.note(cid, text), lambda case: "Note added.")
+
+
+def _resolve(cid: str) -> None:
+    root = (st.session_state.get(_key(cid, "root_cause")) or "").strip()
+    fix = (st.session_state.get(_key(cid, "fix")) or "").strip()
+    if not root or not fix:
+        st.session_state[_key(cid, "outcome")] = (
+            "refused", "Resolving needs both the root cause and the fix applied.")
+        return
+    _run(cid, lambda c: c.resolve(cid, root, fix), lambda case: "Resolved.")
+
+
+def _verify(cid: str) -> None:
+    def done(case: dict[str, Any]) -> str:
+        last = (case.get("verifications") or [{}])[-1]
+        return (f"Verification: the case is now **{md(case['status'])}**. "
+                f"{md(last.get('detail') or '', 400)}")
+    _run(cid, lambda c: c.check(cid), done)
+
+
+# ---------------------------------------------------------------- export
+
+def _export(cid: str) -> None:
+    """One click: the zip is built only when the button is pressed (each export is audited).
+
+    The bytes come from a callable Streamlit runs on its own thread, where no Streamlit
+    command works; its outcome goes into a plain dict the next run shows."""
+    client = session.client()  # made here: the signed-in user is known in the script run
+    log: dict[str, str] = st.session_state.setdefault(_key(cid, "export"), {})
+
+    def build() -> bytes:
+        try:
+            data = client.export(cid)
+        except (Refused, BackendDown) as exc:
+            log.update(error=str(exc), at=datetime.now(UTC).strftime("%H:%M:%S"))
+            raise
+        log.update(error="", ok=f"{len(data):,} bytes", at=datetime.now(UTC).strftime("%H:%M:%S"))
+        return data
+
+    st.download_button("Export evidence (signed zip)", data=build, file_name=f"tracehold-{cid}.zip",
+                       mime="application/zip", on_click="ignore", key=_key(cid, "export_btn"),
+                       help="Spans, metric windows, RCA, audit chain proof and the report, "
+                            "signed; check it offline with `tracehold verify-export`.")
+    if log.get("error"):
+        st.warning(f"The export at {log['at']} UTC failed: {md(log['error'], 300)}")
+    elif log.get("ok"):
+        st.caption(f"Last export at {log['at']} UTC: {log['ok']}.")
