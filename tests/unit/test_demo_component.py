@@ -4,8 +4,6 @@ also through --detach."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from appliance.settings import Settings
 from appliance.stack import components, render
 from appliance.stack.components import ComponentSpec
 from appliance.stack.supervisor import Status, Supervisor
+from tests.supervising import kill_and_await_restart
 
 
 def test_demo_component_is_last_and_portless(tmp_path: Path) -> None:
@@ -46,16 +45,8 @@ def test_no_health_url_means_alive_is_healthy(tmp_path: Path) -> None:
     sup = Supervisor([spec], tmp_path, backoff_max=1)
     sup.start()
     try:
-        item = sup.items[0]
-        assert item.status is Status.ok
-        old = item.proc.pid  # type: ignore[union-attr]
-        os.kill(old, signal.SIGKILL)
-
-        def restarted() -> bool:
-            sup.tick()
-            return item.status is Status.ok and item.proc is not None and item.proc.pid != old
-
-        _wait(restarted)
+        assert sup.items[0].status is Status.ok
+        kill_and_await_restart(sup, sup.items[0])
     finally:
         sup.stop()
     assert sup.items[0].status is Status.stopped

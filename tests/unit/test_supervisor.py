@@ -3,7 +3,6 @@ servers): start order, health, restart with backoff after kill -9, clean stop.""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sys
@@ -15,6 +14,7 @@ import pytest
 from appliance.errors import StackError
 from appliance.stack.components import ComponentSpec
 from appliance.stack.supervisor import Status, Supervisor
+from tests.supervising import kill_and_await_restart
 
 
 def _port() -> int:
@@ -47,15 +47,7 @@ def test_start_restart_stop(tmp_path: Path) -> None:
         assert [line for line in order if line.endswith("…")] == ["starting a …", "starting b …"]
         assert [i.status for i in sup.items] == [Status.ok, Status.ok]
         sup.start()  # repeating start is harmless
-        a = sup.items[0]
-        old = a.proc.pid  # type: ignore[union-attr]
-        os.kill(old, signal.SIGKILL)
-
-        def restarted() -> bool:
-            sup.tick()
-            return a.status is Status.ok and a.proc is not None and a.proc.pid != old
-
-        _wait(restarted)
+        kill_and_await_restart(sup, sup.items[0])
         snap = sup.snapshot()[0]
         assert snap["restarts"] == 1 and snap["last_exit"] == -signal.SIGKILL
         assert any(s[0]["status"] == "recoverable_error" for s in snapshots)
