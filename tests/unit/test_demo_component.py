@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +29,6 @@ def test_demo_component_is_last_and_portless(tmp_path: Path) -> None:
     last = specs[-1]
     assert last.name == "demo" and last.health_url is None and last.port == 0
     assert last.argv == [sys.executable, "-m", "appliance.demo", "--data-dir", str(tmp_path)]
-
-
-def _wait(cond: Any, timeout: float = 15) -> None:
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.05)
 
 
 def test_no_health_url_means_alive_is_healthy(tmp_path: Path) -> None:

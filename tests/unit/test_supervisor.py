@@ -14,7 +14,7 @@ import pytest
 from appliance.errors import StackError
 from appliance.stack.components import ComponentSpec
 from appliance.stack.supervisor import Status, Supervisor
-from tests.supervising import kill_and_await_restart
+from tests.supervising import kill_and_await_restart, wait_for
 
 
 def _port() -> int:
@@ -28,13 +28,6 @@ def _server(name: str, tmp: Path) -> ComponentSpec:
     return ComponentSpec(name, [sys.executable, "-m", "http.server", str(port), "--bind",
                                 "127.0.0.1", "--directory", str(tmp)],
                          port, f"http://127.0.0.1:{port}/")
-
-
-def _wait(cond, timeout: float = 15) -> None:  # type: ignore[no-untyped-def]
-    t0 = time.monotonic()
-    while not cond():
-        assert time.monotonic() - t0 < timeout, "timed out"
-        time.sleep(0.05)
 
 
 def test_start_restart_stop(tmp_path: Path) -> None:
@@ -65,10 +58,10 @@ def test_backoff_doubles_up_to_the_cap(tmp_path: Path) -> None:
     sup._spawn(item)
     waits = []
     for _ in range(3):
-        _wait(lambda: (sup.tick(), item.proc is None)[1])
+        wait_for(lambda: (sup.tick(), item.proc is None)[1])
         assert item.last_exit == 3 and item.status is Status.recoverable_error
         waits.append(item.next_start - time.monotonic())  # type: ignore[operator]
-        _wait(lambda: (sup.tick(), item.proc is not None)[1], timeout=5)
+        wait_for(lambda: (sup.tick(), item.proc is not None)[1], timeout=5)
     assert waits[0] < 0.6 and 0.5 < waits[1] <= 1.0 and waits[2] <= 1.0
     sup.stop()
 
