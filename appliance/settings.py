@@ -145,7 +145,8 @@ class Settings(BaseSettings):
         description="Latency histogram buckets (seconds), LLM scale",
     )
     evaluation_names: list[str] = Field(
-        ["groundedness", "faithfulness", "relevance", "coherence", "retrieval_relevance"],
+        ["groundedness", "faithfulness", "relevance", "coherence", "retrieval_relevance",
+         "repetition"],
         description="Evaluation names (gen_ai.evaluation.name) turned into score histograms",
     )
     redaction: Redaction = Field(
