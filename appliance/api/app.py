@@ -20,6 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from appliance import errors
 from appliance.api import routes_console
+from appliance.api.body import read_limited, validation_message
 from appliance.api.errors import error_response, from_exception
 from appliance.casework import routes as casework_routes
 from appliance.detect import verify as detect_verify
@@ -56,19 +57,6 @@ def _ingest(store: SpanStore, body: bytes, content_type: str | None,
     return len(batch.rows), new, batch.rejected_spans
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise errors.PayloadTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise errors.PayloadTooLarge(f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _otlp_response(content_type: str, rejected: int) -> Response:
     msg = ExportTraceServiceResponse()
     if rejected:
@@ -90,9 +78,7 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         # FastAPI's own 422 shape would be the one error not in ours.
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        return error_response(400, "Invalid request", problems)
+        return error_response(400, "Invalid request", validation_message(exc))
 
     @app.exception_handler(errors.TraceholdError)
     async def _tracehold_error(request: Request, exc: errors.TraceholdError) -> Response:
@@ -101,7 +87,7 @@ def create_app(store: SpanStore, limits: IngestLimits | None = None) -> FastAPI:
     @app.post("/v1/traces", summary="OTLP/HTTP trace export (protobuf or JSON, gzip)")
     async def ingest(request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
-        body = await _read_limited(request, limits.max_body_bytes)
+        body = await read_limited(request, limits.max_body_bytes, errors.PayloadTooLarge)
         received, new, rejected = await run_in_threadpool(
             _ingest, store, body, content_type, request.headers.get("content-encoding"), limits
         )

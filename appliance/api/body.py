@@ -16,9 +16,10 @@ import re
 from typing import TypeVar
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from appliance.errors import ContentTooLarge, Forbidden, InvalidRequest
+from appliance.errors import ContentTooLarge, Forbidden, InvalidRequest, TraceholdError
 
 M = TypeVar("M", bound=BaseModel)
 USER_HEADER = "x-tracehold-user"
@@ -26,22 +27,24 @@ _ACTOR = re.compile(r"^[\w.@:+/ -]{1,128}$")
 DEFAULT_LIMIT = 256 * 1024
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int,
+                       too_large: type[TraceholdError] = ContentTooLarge) -> bytes:
+    """The body, refused with `too_large` (a 413) before more than `limit` bytes are held."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ContentTooLarge(f"body of {declared} bytes is over the {limit}-byte limit")
+        raise too_large(f"body of {declared} bytes is over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ContentTooLarge(f"body is over the {limit}-byte limit")
+            raise too_large(f"body is over the {limit}-byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError | RequestValidationError) -> str:
     parts = []
-    for err in exc.errors(include_url=False):
+    for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
