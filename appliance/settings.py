@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     )
     detect: DetectConfig = Field(default_factory=DetectConfig,
                                  description="Detector thresholds (see below)")
+    restart_unhealthy_after_s: float = Field(
+        60.0, ge=0,
+        description="Kill and restart a component whose health check fails this long (0: never)",
+    )
     restart_backoff_max_s: float = Field(
         30.0, ge=1, description="Longest wait before restarting a crashed component"
     )

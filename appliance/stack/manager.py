@@ -45,7 +45,8 @@ class StackManager:
         components.check_binaries(specs)
         s.dump_effective()
         self.supervisor = Supervisor(
-            specs, s.log_dir, backoff_max=s.restart_backoff_max_s, on_change=self._write_state
+            specs, s.log_dir, backoff_max=s.restart_backoff_max_s, on_change=self._write_state,
+            unhealthy_restart_s=s.restart_unhealthy_after_s,
         )
         return self.supervisor
 

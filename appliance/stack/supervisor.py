@@ -58,6 +58,7 @@ class Supervised:
     next_start: float | None = None
     backoff: float = 0.5
     detail: str = ""
+    unhealthy_since: float | None = None
 
     def snapshot(self, now: float) -> dict[str, object]:
         alive = self.proc is not None and self.proc.poll() is None
@@ -81,10 +82,14 @@ class Supervisor:
         log_dir: Path,
         backoff_max: float = 30.0,
         on_change: Callable[[list[dict[str, object]]], None] | None = None,
+        unhealthy_restart_s: float = 60.0,
     ) -> None:
         self.items = [Supervised(sp) for sp in specs]
         self.log_dir = log_dir
         self.backoff_max = backoff_max
+        # A hung process is as bad as a dead one: kill it (the exit path restarts it)
+        # once its health check has failed this long. 0 turns this off.
+        self.unhealthy_restart_s = unhealthy_restart_s
         self.on_change = on_change
         self._client = httpx.Client(timeout=1.0, trust_env=False)
         self._stopping = False
@@ -172,6 +177,15 @@ class Supervisor:
                     item.status = Status.recoverable_error
                     item.detail = "health check failing"
                     item.healthy_since = None
+                    item.unhealthy_since = now
+                    changed = True
+                elif (not healthy and item.unhealthy_since is not None
+                      and self.unhealthy_restart_s
+                      and now - item.unhealthy_since > self.unhealthy_restart_s):
+                    item.detail = (f"unhealthy for {now - item.unhealthy_since:.0f}s; "
+                                   "killed to restart")
+                    item.unhealthy_since = None
+                    proc.kill()
                     changed = True
                 if healthy and item.healthy_since and now - item.healthy_since > 60:
                     item.backoff = 0.5
@@ -222,6 +236,7 @@ class Supervisor:
     def _mark_ok(self, item: Supervised) -> None:
         item.status = Status.ok
         item.detail = ""
+        item.unhealthy_since = None
         item.healthy_since = time.monotonic()
 
     def _changed(self) -> None:

@@ -3,6 +3,7 @@ servers): start order, health, restart with backoff after kill -9, clean stop.""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sys
@@ -76,3 +77,26 @@ def test_failed_start_is_a_clear_error(tmp_path: Path) -> None:
     missing = ComponentSpec("missing", [str(tmp_path / "nope")], 1, "http://127.0.0.1:1/")
     with pytest.raises(StackError, match="cannot start missing"):
         Supervisor([missing], tmp_path).start(progress=lambda _: None)
+
+
+def test_a_hung_component_is_killed_and_restarted(tmp_path: Path) -> None:
+    """Alive but not answering (SIGSTOP) for longer than the limit: killed, restarted."""
+    spec = _server("hangs", tmp_path)
+    sup = Supervisor([spec], tmp_path / "logs", backoff_max=1, unhealthy_restart_s=1.0)
+    sup.start(progress=lambda _: None)
+    item = sup.items[0]
+    try:
+        assert item.proc is not None
+        old = item.proc.pid
+        os.kill(old, signal.SIGSTOP)
+        wait_for(lambda: (sup.tick(), item.status is Status.recoverable_error)[1])
+        assert item.proc is not None and item.proc.pid == old  # not yet: within the limit
+
+        def restarted() -> bool:
+            sup.tick()
+            return item.status is Status.ok and item.proc is not None and item.proc.pid != old
+
+        wait_for(restarted, timeout=30)
+        assert item.restarts == 1 and item.last_exit == -signal.SIGKILL
+    finally:
+        sup.stop()
