@@ -58,19 +58,11 @@ def _report(r: dict[str, Any]) -> None:
         return
     left, right = st.columns(2)
     with left:
-        st.markdown("**Cost per day by model** (UTC days)")
-        fig = charts.cost_by_day(r["by_day_and_model"])
-        if fig is None:
-            st.info("Nothing priced in this range.")
-        else:
-            st.plotly_chart(fig, key="cost-by-day")
+        _priced_chart("**Cost per day by model** (UTC days)",
+                      charts.cost_by_day(r["by_day_and_model"]), "cost-by-day")
     with right:
-        st.markdown("**Cost per request, per day** (trend)")
-        fig = charts.cost_per_request(r["by_day"])
-        if fig is None:
-            st.info("Nothing priced in this range.")
-        else:
-            st.plotly_chart(fig, key="cost-per-request")
+        _priced_chart("**Cost per request, per day** (trend)",
+                      charts.cost_per_request(r["by_day"]), "cost-per-request")
     st.markdown("**By model**")
     st.dataframe(pd.DataFrame([{
         "model": m["model"], "priced as": m["price_key"] or "UNPRICED",
@@ -97,3 +89,11 @@ def _report(r: dict[str, Any]) -> None:
         "models": ", ".join(q["models"]),
         "tokens": q["input_tokens"] + q["output_tokens"], "trace id": q["trace_id"],
     } for q in r["requests"]]), hide_index=True)
+
+
+def _priced_chart(title: str, fig: Any, key: str) -> None:
+    st.markdown(title)
+    if fig is None:
+        st.info("Nothing priced in this range.")
+    else:
+        st.plotly_chart(fig, key=key)
