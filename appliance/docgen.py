@@ -17,8 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from appliance.detect.config import DetectConfig
-from appliance.settings import PROJECT_ROOT, Ports, Settings
+from appliance.settings import PROJECT_ROOT, DetectConfig, Ports, Settings
 
 DOCS = PROJECT_ROOT / "docs"
 

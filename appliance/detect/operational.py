@@ -3,9 +3,9 @@ errors, latency/cost regressions (signals as DESIGN.md lists them)."""
 
 from __future__ import annotations
 
-from appliance.detect.config import DetectConfig
 from appliance.detect.model import Finding, Signal
 from appliance.detect.windows import MODEL_CALL, SEEN, Windows, compare, evidence, new_values
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 TOOL_ARGS = "json_extract_string(attributes, '$.\"gen_ai.tool.call.arguments\"')"

@@ -8,9 +8,9 @@ groundedness falls while retrieval holds (hallucination); retrieval falls
 
 from __future__ import annotations
 
-from appliance.detect.config import DetectConfig
 from appliance.detect.model import Finding, Signal
 from appliance.detect.windows import SEEN, Comparison, Windows, compare, evidence, new_values
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 GROUNDED = "coalesce(eval_scores['groundedness'], eval_scores['faithfulness'])"

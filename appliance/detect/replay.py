@@ -22,11 +22,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from appliance.demo.runner import Options, run
 from appliance.demo.scenarios import ScenarioName
 from appliance.demo.sink import Sink
-from appliance.detect.config import DetectConfig
 from appliance.detect.model import Finding
 from appliance.detect.runner import detect
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.otlp import decode_body, to_rows
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 

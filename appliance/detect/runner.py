@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from appliance.detect import operational, quality
-from appliance.detect.config import DetectConfig
 from appliance.detect.model import Finding
 from appliance.detect.windows import Windows
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.detect")

@@ -17,10 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from appliance.api.body import actor_of
 from appliance.cases.model import Check, Verify
 from appliance.casework.services import records_for
-from appliance.detect.config import DetectConfig
 from appliance.detect.runner import still_firing
 from appliance.detect.series import SERIES
 from appliance.detect.windows import SEEN, Windows
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 router = APIRouter(prefix="/api/v1/cases", tags=["cases"])

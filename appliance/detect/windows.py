@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from appliance.detect.config import DetectConfig
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 # When the appliance knew of a span: it has ended and arrived. Windows are cut on this.

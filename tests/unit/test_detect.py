@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from appliance.demo.scenarios import ALL, SCENARIOS, ScenarioName
-from appliance.detect.config import DetectConfig
 from appliance.detect.model import FAILURE_TYPES
 from appliance.detect.replay import Replay, first_detection, replay
 from appliance.detect.runner import DetectorRunner, still_firing
 from appliance.detect.series import window_for
+from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 SECONDS, RATE, ONSET, FROM = 600, 1.5, 420, 300
