@@ -14,17 +14,20 @@ import ipaddress
 import json
 import os
 import socket
+import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from appliance.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -266,7 +269,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config = _config_file()
+        # The data folder named by the caller (a --data-dir flag) decides which
+        # config.toml applies, not only the environment's.
+        given = getattr(init_settings, "init_kwargs", {}).get("data_dir")
+        config = config_file(Path(given) if given is not None else None)
         if config is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
@@ -332,15 +338,47 @@ class Settings(BaseSettings):
         return cls.model_validate(json.loads(path.read_text()))
 
 
-def _config_file() -> Path | None:
+def data_dir_default() -> Path:
+    """``TRACEHOLD_DATA_DIR`` if set, else ``~/.tracehold``."""
+    return Path(os.environ.get("TRACEHOLD_DATA_DIR") or Path.home() / ".tracehold")
+
+
+def config_file(data_dir: Path | None = None) -> Path | None:
+    """The TOML file that applies: ``TRACEHOLD_CONFIG``, else ``<data_dir>/config.toml``
+    if it exists, where data_dir is the one given, else the environment's or default."""
     named = os.environ.get("TRACEHOLD_CONFIG")
     if named:
         return Path(named)
-    data_dir = Path(os.environ.get("TRACEHOLD_DATA_DIR", Path.home() / ".tracehold"))
-    default = data_dir / "config.toml"
+    default = (data_dir or data_dir_default()) / "config.toml"
     return default if default.exists() else None
 
 
-def load(**overrides: Any) -> Settings:
-    """Settings from every source, with CLI overrides (None means 'not given')."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+def describe(exc: ValidationError) -> str:
+    """A pydantic error as one line per field: ``ports.daemon: Input should be ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+                     for e in exc.errors())
+
+
+def resolve(data_dir: Path | None = None, *, running: bool = False,
+            **overrides: Any) -> Settings:
+    """The settings every entry point uses (CLI, daemon, demo, console).
+
+    Sources, highest first: ``overrides`` (CLI flags; None means 'not given'), the
+    environment, the data folder's ``config.toml`` (or ``TRACEHOLD_CONFIG``), defaults.
+    The data folder is ``data_dir`` if given, else ``TRACEHOLD_DATA_DIR``, else
+    ``~/.tracehold``. With ``running``, a stack started on that folder wins: its
+    effective settings (the ports it really took) are returned instead.
+    Invalid settings raise ``ConfigError`` naming each bad field.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        given["data_dir"] = data_dir
+    try:
+        s = Settings(**given)
+        if running and s.effective_file.exists():
+            return Settings.load_effective(s.data_dir)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {describe(exc)}") from exc
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"unreadable settings file: {exc}") from exc
+    return s

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from appliance.settings import Ports, Settings
+from appliance.errors import ConfigError
+from appliance.settings import Ports, Profile, Settings, resolve
 
 
 def test_env_and_toml_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,3 +39,44 @@ def test_effective_settings_round_trip(tmp_path: Path) -> None:
     s.ports = s.ports.offset(7)
     s.dump_effective()
     assert Settings.load_effective(tmp_path) == s
+
+
+def test_config_file_of_the_data_dir_flag_is_honoured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bug: <data_dir>/config.toml was read only when the folder came from
+    # TRACEHOLD_DATA_DIR, so --data-dir gave 30 days where the file said 7.
+    monkeypatch.delenv("TRACEHOLD_DATA_DIR", raising=False)
+    monkeypatch.delenv("TRACEHOLD_CONFIG", raising=False)
+    (tmp_path / "config.toml").write_text("span_retention_days = 7\n")
+    assert resolve(tmp_path).span_retention_days == 7
+    assert Settings(data_dir=tmp_path).span_retention_days == 7
+    monkeypatch.setenv("TRACEHOLD_DATA_DIR", str(tmp_path))
+    assert resolve().span_retention_days == 7
+
+
+def test_flag_beats_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACEHOLD_CONFIG", raising=False)
+    (tmp_path / "config.toml").write_text('profile = "no-vm"\nspan_retention_days = 7\n')
+    monkeypatch.setenv("TRACEHOLD_SPAN_RETENTION_DAYS", "9")
+    s = resolve(tmp_path, profile=Profile.byo, bind_address=None)  # None: flag not given
+    assert (s.profile, s.span_retention_days) == (Profile.byo, 9)
+
+
+def test_running_stack_wins_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACEHOLD_CONFIG", raising=False)
+    s = Settings(data_dir=tmp_path)
+    s.ports = s.ports.offset(11)
+    s.dump_effective()
+    assert resolve(tmp_path, running=True).ports.daemon == Ports().daemon + 11
+    assert resolve(tmp_path).ports.daemon == Ports().daemon
+
+
+def test_invalid_settings_are_a_config_error_naming_the_field(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRACEHOLD_CONFIG", raising=False)
+    (tmp_path / "config.toml").write_text("span_retention_days = 0\n")
+    with pytest.raises(ConfigError, match="span_retention_days"):
+        resolve(tmp_path)
+    (tmp_path / "config.toml").write_text("span_retention_days = [\n")
+    with pytest.raises(ConfigError, match="unreadable"):
+        resolve(tmp_path)
