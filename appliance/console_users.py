@@ -10,12 +10,15 @@ Envoy forwards the authenticated name to Streamlit in ``USER_HEADER``.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from appliance.errors import ConfigError, NotFound
 from appliance.secrets import SecretsFile
@@ -51,13 +54,16 @@ class ConsoleUsers:
         self.file = SecretsFile(secrets_path)
 
     def list(self) -> list[ConsoleUser]:
-        raw = self.file.load().extra.get(_KEY, [])
+        # Unchecked JSON: anything but a list of user mappings fails in
+        # ConsoleUser(**u) with the TypeError reported below.
+        raw = cast(Iterable[Mapping[str, str]], self.file.load().extra.get(_KEY, []))
         try:
-            return [ConsoleUser(**u) for u in raw]  # type: ignore[union-attr, arg-type]
+            return [ConsoleUser(**u) for u in raw]
         except TypeError as exc:
             raise ConfigError(f"console users in {self.file.path} are unreadable: {exc}") from exc
 
-    def _save(self, users: list[ConsoleUser]) -> None:
+    # `builtins.list`: in the class body, `list` is the method above.
+    def _save(self, users: builtins.list[ConsoleUser]) -> None:
         data = self.file.load()
         data.extra[_KEY] = [asdict(u) for u in users]
         self.file.save(data)
@@ -91,7 +97,7 @@ class ConsoleUsers:
             return None
         return self.create(FIRST_USER)
 
-    def htpasswd_lines(self) -> list[str]:
+    def htpasswd_lines(self) -> builtins.list[str]:
         return [u.htpasswd for u in self.list()]
 
 

@@ -95,7 +95,8 @@ class AuditLog:
 
     def entries(self, subject: str | None = None, action: str | None = None,
                 after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        where, params = ["seq > ?"], [after_seq]
+        where: list[str] = ["seq > ?"]
+        params: list[int | str] = [after_seq]
         if subject is not None:
             where.append("subject = ?")
             params.append(subject)

@@ -64,7 +64,8 @@ class ChangeInference:
                 key = (service, WATCHED[column], str(value))
                 if key in self._seen:  # unlocked read: a miss is re-checked below
                     continue
-                if key not in first or (start and (first[key] is None or start < first[key])):
+                earliest = first.get(key)
+                if key not in first or (start and (earliest is None or start < earliest)):
                     first[key] = start
         if not first:
             return []

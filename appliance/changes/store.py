@@ -3,9 +3,10 @@ also an audit entry, in the same transaction."""
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +17,7 @@ from appliance.store.spans import SpanStore
 from appliance.times import iso, optional_time
 
 ChangeKind = Literal["deploy", "prompt_template", "index_refresh", "model_swap", "config"]
-KINDS: tuple[str, ...] = ChangeKind.__args__  # type: ignore[attr-defined]
+KINDS: tuple[str, ...] = get_args(ChangeKind)
 MIGRATIONS = [[
     "CREATE TABLE change_events (id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, "
     "service VARCHAR NOT NULL, from_value VARCHAR, to_value VARCHAR, "
@@ -57,10 +58,11 @@ class ChangeStore:
 
     def record_in(self, con: duckdb.DuckDBPyConnection, change: ChangeIn, at: datetime,
                   actor: str, source: str) -> dict[str, Any]:
-        event = {"id": "chg_" + secrets.token_hex(5), "kind": change.kind,
-                 "service": change.service, "from_value": change.from_, "to_value": change.to,
-                 "changed_at": at, "note": change.note, "source": source, "actor": actor,
-                 "recorded_at": datetime.now(UTC)}
+        event: dict[str, Any] = {
+            "id": "chg_" + secrets.token_hex(5), "kind": change.kind,
+            "service": change.service, "from_value": change.from_, "to_value": change.to,
+            "changed_at": at, "note": change.note, "source": source, "actor": actor,
+            "recorded_at": datetime.now(UTC)}
         con.execute("INSERT INTO change_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     list(event.values()))
         out = _out(event)
@@ -81,7 +83,8 @@ class ChangeStore:
             f"SELECT * FROM change_events WHERE {' AND '.join(where)} "
             "ORDER BY changed_at DESC, id LIMIT ?", [*params, limit])]
 
-    def seen_values(self) -> list[dict[str, Any]]:
+    # `builtins.list`: in the class body, `list` is the method above.
+    def seen_values(self) -> builtins.list[dict[str, Any]]:
         """Every (service, kind, to) recorded, oldest first (seeds change inference)."""
         with self.store.transaction() as con:
             return rows(con, "SELECT service, kind, to_value FROM change_events "
