@@ -81,8 +81,10 @@ class AgentsApp:
             def work() -> None:
                 if loops:
                     self._loop(tb, rng, cond, query, agent)
-                steps = [("web_search", {"query": query, "top_n": 5})]
-                steps += [("fetch_document", {"path": doc})][: rng.randint(0, 1)]
+                Step = tuple[str, dict[str, object]]
+                steps: list[Step] = [("web_search", {"query": query, "top_n": 5})]
+                fetch: list[Step] = [("fetch_document", {"path": doc})]
+                steps += fetch[: rng.randint(0, 1)]
                 if rng.random() < 0.5:
                     steps.append(("web_search", {"query": f"{query} latest", "top_n": 5}))
                 context = 700

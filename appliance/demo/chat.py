@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from appliance.demo import calls, catalog, corpus, prompting
 from appliance.demo.conditions import Conditions
@@ -53,8 +54,9 @@ class ChatApp:
         refused, malformed = prompting.draw(rng, cond.template_version)
         repeats = min(conv.turn, 5) if cond.repetition_rise_per_turn else 0
         text = corpus.REFUSAL if refused else " ".join([answer] + [corpus.REPEATED] * repeats)
-        turn_attrs = {"gen_ai.conversation.id": conv.id, "tracehold.conversation.turn": conv.turn,
-                      "tracehold.prompt.template.version": cond.template_version}
+        turn_attrs: dict[str, AttributeValue] = {
+            "gen_ai.conversation.id": conv.id, "tracehold.conversation.turn": conv.turn,
+            "tracehold.prompt.template.version": cond.template_version}
         http = {"http.request.method": "POST", "http.route": "/v1/chat"}
         with tb.span("POST /v1/chat", SpanKind.SERVER, {**http, **turn_attrs}) as root:
             tb.elapse(rng.uniform(0.002, 0.008))  # load history

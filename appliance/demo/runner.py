@@ -105,7 +105,8 @@ def run(opts: Options, sink: Sink, run_dir: Path, progress: Callable[[str], None
             acked = sum(sink.acknowledged().values())
             progress(f"{clock() - start:7.0f}s  traces {traces}  spans {spans}  "
                      f"acknowledged {acked}  failed {sum(sink.failed().values())}"
-                     + (f"  [{scenario.name} active]" if sent.scenario_active else ""))
+                     + (f"  [{scenario.name} active]"
+                        if sent.scenario_active and scenario is not None else ""))
         rate = opts.rate * (daily_factor(start + elapsed) if opts.daily_shape else 1.0)
         elapsed += timing.expovariate(rate)
     seconds = clock() - start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.export.document import Document, Image, Paragraph, Section, Table, text
+from appliance.export.document import Block, Document, Image, Paragraph, Section, Table, text
 
 
 def build(case: dict[str, Any], charts: list[tuple[str, bytes]], export_id: str,
@@ -20,20 +20,22 @@ def build(case: dict[str, Any], charts: list[tuple[str, bytes]], export_id: str,
     signals = Table(["signal", "value", "baseline", "window"],
                     [[s["name"], text(s["value"]), text(s["baseline"]), text(s["window"])]
                      for s in case["signals"]])
-    rca = [Paragraph(f"Root cause: {text(case['root_cause'])}"),
-           Paragraph(f"Confidence: {text(case['confidence'])}"),
-           Table(["rank", "hypothesis", "confidence", "evidence"],
-                 [[str(h["rank"]), h["cause"], text(h["confidence"]),
-                   ", ".join(h["evidence_ids"]) or "—"] for h in case["hypotheses"]]),
-           Table(["suggested fix", "detail"],
-                 [[f["title"], text(f["detail"])] for f in case["suggested_fixes"]])]
+    rca: list[Block] = [
+        Paragraph(f"Root cause: {text(case['root_cause'])}"),
+        Paragraph(f"Confidence: {text(case['confidence'])}"),
+        Table(["rank", "hypothesis", "confidence", "evidence"],
+              [[str(h["rank"]), h["cause"], text(h["confidence"]),
+                ", ".join(h["evidence_ids"]) or "—"] for h in case["hypotheses"]]),
+        Table(["suggested fix", "detail"],
+              [[f["title"], text(f["detail"])] for f in case["suggested_fixes"]])]
     changes = Table(["at", "kind", "from", "to", "source"],
                     [[text(c["at"]), c["kind"], text(c["from"]), text(c["to"]), c["source"]]
                      for c in case["context"]["changes"]])
     timeline = Table(["#", "at", "actor", "action"],
                      [[str(e["seq"]), e["at"], e["actor"], e["action"]]
                       for e in case["timeline"]])
-    notes = [Paragraph(f"{n['at']} — {n['author']}:\n{n['text']}") for n in case["notes"]]
+    notes: list[Block] = [Paragraph(f"{n['at']} — {n['author']}:\n{n['text']}")
+                          for n in case["notes"]]
     resolution = Table(["root cause (confirmed)", "fix applied"],
                        [[text(res["root_cause"]), text(res["fix_applied"])]]
                        if res["resolved_at"] else [])

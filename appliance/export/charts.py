@@ -33,14 +33,19 @@ def window_png(window: dict[str, Any], onset: str | None = None) -> bytes:
     ax = fig.add_subplot()
     points = sorted(window["points"])
     xs = [datetime.fromtimestamp(ts, UTC) for ts, _ in points]
+    # The two `ignore[arg-type]`s: matplotlib's stubs type x values as numbers and
+    # arrays, yet it plots datetimes (its units registry converts them, and gives the
+    # axis date ticks); converting here would lose that.
     if points:
-        ax.plot(xs, [v for _, v in points], color="#1f6feb", linewidth=1.6)
+        ax.plot(xs, [v for _, v in points],  # type: ignore[arg-type]
+                color="#1f6feb", linewidth=1.6)
     else:
         ax.text(0.5, 0.5, "no points in this window", ha="center", va="center",
                 transform=ax.transAxes)
     at = datetime.fromisoformat(onset.replace("Z", "+00:00")) if onset else None
     if at is not None and points and xs[0] <= at <= xs[-1]:  # off-window: would squash the plot
-        ax.axvline(at, color="#d1242f", linestyle="--", linewidth=1, label="onset")
+        ax.axvline(at,  # type: ignore[arg-type]
+                   color="#d1242f", linestyle="--", linewidth=1, label="onset")
         ax.legend(loc="upper left", fontsize=8)
     ax.set_title(window.get("name") or window["query"][:90], fontsize=9)
     ax.tick_params(labelsize=7)
