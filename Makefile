@@ -48,5 +48,7 @@ test-unit: $(BIN)/.installed
 bench: setup
 	$(BIN)/python bench/run_all.py
 
+# ruff on all the code; mypy, strict (pyproject's [tool.mypy]), on the package.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check appliance app tests bench
+	$(BIN)/mypy appliance
