@@ -57,7 +57,7 @@ def build(records: Records, start: datetime, end: datetime,
                         "threshold": threshold, "verdict": verdict})
 
     sla_s = s.sla_resolve_hours * 3600
-    incidents = []
+    incidents: list[dict[str, Any]] = []
     for case in records.cases.in_period(start, end):
         resolved = case["resolution"]["resolved_at"] if case["status"] in (
             "resolved", "verified") else None
