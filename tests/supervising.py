@@ -10,6 +10,20 @@ from collections.abc import Callable
 from appliance.stack.supervisor import Status, Supervised, Supervisor
 
 
+class FakeClock:
+    """A monotonic clock a test moves by hand (Supervisor(clock=...)); as the supervisor's
+    ``sleep`` it moves time on instead of waiting."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 15) -> None:
     t0 = time.monotonic()
     while not cond():

@@ -1,9 +1,11 @@
 """The stack manager: start components in order, watch them, restart crashes, stop cleanly.
 
 Each component reports one of a fixed set of statuses (as the OTel
-Collector's componentstatus does). ``start``/``stop`` are safe to call twice.
-A crashed component is restarted after a backoff that doubles from 0.5 s up
-to ``backoff_max`` and resets once it has been healthy for a minute.
+Collector's componentstatus does), changed only through ``_set_status``, which
+allows the moves of the table in transitions.py. ``start``/``stop`` are safe to
+call twice. A crashed component is restarted after a backoff that doubles from
+0.5 s up to ``backoff_max`` and resets once it has been healthy for a minute.
+Time comes from the injected ``clock`` and ``sleep``, so tests can drive it.
 """
 
 from __future__ import annotations
@@ -16,28 +18,24 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 
 from appliance.errors import StackError
-from appliance.stack.components import ComponentSpec
+from appliance.stack import transitions
+from appliance.stack.spec import ComponentSpec
+from appliance.stack.transitions import Status
+
+__all__ = ["Status", "Supervised", "Supervisor"]
 
 LOG_ROTATE_BYTES = 50 * 1024 * 1024
 # A component without a health URL counts as healthy once it has stayed up this long,
 # so one that dies on start-up (bad config) fails the start instead of looking healthy.
 NO_HEALTH_URL_GRACE_S = 1.0
 _PR_SET_PDEATHSIG = 1
-
-
-class Status(StrEnum):
-    starting = "starting"
-    ok = "ok"
-    recoverable_error = "recoverable_error"
-    permanent_error = "permanent_error"
-    stopping = "stopping"
-    stopped = "stopped"
+_WATCHED = (Status.starting, Status.ok, Status.recoverable_error)
 
 
 def _die_with_parent() -> None:
@@ -83,8 +81,12 @@ class Supervisor:
         backoff_max: float = 30.0,
         on_change: Callable[[list[dict[str, object]]], None] | None = None,
         unhealthy_restart_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.items = [Supervised(sp) for sp in specs]
+        self._clock = clock
+        self._sleep = sleep
         self.log_dir = log_dir
         self.backoff_max = backoff_max
         # A hung process is as bad as a dead one: kill it (the exit path restarts it)
@@ -99,25 +101,24 @@ class Supervisor:
         """Start every component in order, each healthy before the next starts."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for item in self.items:
-            if item.proc is not None and item.proc.poll() is None:
-                continue
-            t0 = time.monotonic()
+            if item.proc is not None:
+                if item.proc.poll() is None:
+                    continue
+                if item.status in _WATCHED:  # died before a tick noticed; start it now
+                    self._exited(item)
+            t0 = self._clock()
             progress(f"starting {item.spec.name} …")
             self._spawn(item)
             while not self._healthy(item):
                 if item.proc is not None and item.proc.poll() is not None:
-                    raise StackError(
-                        f"{item.spec.name} exited with {item.proc.returncode} while starting; "
-                        f"last log lines:\n{self.tail(item.spec.name)}"
-                    )
-                if time.monotonic() - t0 > timeout_each:
-                    raise StackError(
-                        f"{item.spec.name} not healthy after {timeout_each:.0f}s "
-                        f"({item.spec.health_url}); last log lines:\n{self.tail(item.spec.name)}"
-                    )
-                time.sleep(0.1)
+                    item.last_exit = item.proc.returncode
+                    self._give_up(item, f"exited with {item.proc.returncode} while starting")
+                if self._clock() - t0 > timeout_each:
+                    self._give_up(item, f"not healthy after {timeout_each:.0f}s "
+                                        f"({item.spec.health_url})")
+                self._sleep(0.1)
             self._mark_ok(item)
-            progress(f"{item.spec.name} healthy in {time.monotonic() - t0:.1f}s")
+            progress(f"{item.spec.name} healthy in {self._clock() - t0:.1f}s")
             self._changed()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -126,9 +127,9 @@ class Supervisor:
         for item in reversed(self.items):
             proc = item.proc
             if proc is None or proc.poll() is not None:
-                item.status = Status.stopped
+                self._set_status(item, Status.stopped)
                 continue
-            item.status = Status.stopping
+            self._set_status(item, Status.stopping)
             self._changed()
             proc.terminate()
             try:
@@ -136,7 +137,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            item.status = Status.stopped
+            self._set_status(item, Status.stopped)
             item.last_exit = proc.returncode
         self._changed()
         self._client.close()
@@ -145,26 +146,22 @@ class Supervisor:
         while not should_stop():
             self.tick()
             self._changed()  # keeps uptimes in the state file current
-            time.sleep(interval)
+            self._sleep(interval)
 
     # -- watching ----------------------------------------------------------
     def tick(self) -> None:
         if self._stopping:
             return
-        now = time.monotonic()
+        now = self._clock()
         changed = False
         for item in self.items:
+            if item.status is Status.permanent_error:  # final until stop()
+                continue
             proc = item.proc
             if proc is not None and proc.poll() is not None:
-                item.last_exit = proc.returncode
-                item.proc = None
-                item.status = Status.recoverable_error
-                item.detail = f"exited with {proc.returncode}; restart in {item.backoff:.1f}s"
-                item.next_start = now + item.backoff
-                item.backoff = min(item.backoff * 2, self.backoff_max)
+                self._exited(item)
                 changed = True
             elif proc is None and item.next_start is not None and now >= item.next_start:
-                item.next_start = None
                 item.restarts += 1
                 self._spawn(item)
                 changed = True
@@ -174,8 +171,7 @@ class Supervisor:
                     self._mark_ok(item)
                     changed = True
                 elif not healthy and item.status is Status.ok:
-                    item.status = Status.recoverable_error
-                    item.detail = "health check failing"
+                    self._set_status(item, Status.recoverable_error, "health check failing")
                     item.healthy_since = None
                     item.unhealthy_since = now
                     changed = True
@@ -193,7 +189,7 @@ class Supervisor:
             self._changed()
 
     def snapshot(self) -> list[dict[str, object]]:
-        now = time.monotonic()
+        now = self._clock()
         return [item.snapshot(now) for item in self.items]
 
     def tail(self, name: str, lines: int = 20) -> str:
@@ -216,28 +212,53 @@ class Supervisor:
                     preexec_fn=_die_with_parent,
                 )
         except OSError as exc:
-            item.status = Status.permanent_error
-            item.detail = f"cannot start: {exc}"
+            self._set_status(item, Status.permanent_error, f"cannot start: {exc}")
             raise StackError(f"cannot start {item.spec.name}: {exc}") from exc
-        item.status = Status.starting
-        item.started_at = time.monotonic()
+        self._set_status(item, Status.starting, "")
+        item.next_start = None
+        item.started_at = self._clock()
         item.healthy_since = None
-        item.detail = ""
 
     def _healthy(self, item: Supervised) -> bool:
         if item.spec.health_url is None:  # no endpoint: alive (past a grace period) is healthy
             alive = item.proc is not None and item.proc.poll() is None
-            return alive and time.monotonic() - (item.started_at or 0) >= NO_HEALTH_URL_GRACE_S
+            return alive and self._clock() - (item.started_at or 0) >= NO_HEALTH_URL_GRACE_S
         try:
             return self._client.get(item.spec.health_url).status_code == 200
         except httpx.HTTPError:
             return False
 
     def _mark_ok(self, item: Supervised) -> None:
-        item.status = Status.ok
-        item.detail = ""
+        self._set_status(item, Status.ok, "")
         item.unhealthy_since = None
-        item.healthy_since = time.monotonic()
+        item.healthy_since = self._clock()
+
+    def _exited(self, item: Supervised) -> None:
+        """Note a process's exit and schedule its restart after the backoff."""
+        assert item.proc is not None
+        code = item.proc.returncode
+        item.last_exit = code
+        item.proc = None
+        item.next_start = self._clock() + item.backoff
+        self._set_status(item, Status.recoverable_error,
+                         f"exited with {code}; restart in {item.backoff:.1f}s")
+        item.backoff = min(item.backoff * 2, self.backoff_max)
+
+    def _give_up(self, item: Supervised, why: str) -> NoReturn:
+        """start() cannot bring this one up: it is watched no more, and the start fails
+        (the caller stops the stack, which ends a process still alive)."""
+        self._set_status(item, Status.permanent_error, why)
+        self._changed()
+        raise StackError(f"{item.spec.name} {why}; last log lines:\n{self.tail(item.spec.name)}")
+
+    def _set_status(self, item: Supervised, status: Status, detail: str | None = None) -> None:
+        """The one place a status changes; StackError for a move the table does not allow.
+
+        ``detail`` replaces the component's detail; None keeps it."""
+        transitions.check(item.status, status)
+        item.status = status
+        if detail is not None:
+            item.detail = detail
 
     def _changed(self) -> None:
         if self.on_change is not None:

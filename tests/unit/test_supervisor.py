@@ -7,15 +7,14 @@ import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import StackError
-from appliance.stack.components import ComponentSpec
+from appliance.stack.spec import ComponentSpec
 from appliance.stack.supervisor import Status, Supervisor
-from tests.supervising import kill_and_await_restart, wait_for
+from tests.supervising import FakeClock, kill_and_await_restart, wait_for
 
 
 def _port() -> int:
@@ -54,16 +53,23 @@ def test_start_restart_stop(tmp_path: Path) -> None:
 def test_backoff_doubles_up_to_the_cap(tmp_path: Path) -> None:
     spec = ComponentSpec("crasher", [sys.executable, "-c", "import sys; sys.exit(3)"], 1,
                          "http://127.0.0.1:1/")
-    sup = Supervisor([spec], tmp_path, backoff_max=1.0)
+    clock = FakeClock()
+    sup = Supervisor([spec], tmp_path, backoff_max=1.0, clock=clock)
     item = sup.items[0]
     sup._spawn(item)
     waits = []
     for _ in range(3):
         wait_for(lambda: (sup.tick(), item.proc is None)[1])
         assert item.last_exit == 3 and item.status is Status.recoverable_error
-        waits.append(item.next_start - time.monotonic())  # type: ignore[operator]
-        wait_for(lambda: (sup.tick(), item.proc is not None)[1], timeout=5)
-    assert waits[0] < 0.6 and 0.5 < waits[1] <= 1.0 and waits[2] <= 1.0
+        assert item.next_start is not None
+        waits.append(item.next_start - clock())
+        clock.now = item.next_start - 0.01
+        sup.tick()
+        assert item.proc is None  # not before the backoff is over
+        clock.now = item.next_start
+        sup.tick()
+        assert item.proc is not None and item.status is Status.starting
+    assert waits == [0.5, 1.0, 1.0]
     sup.stop()
 
 
@@ -82,7 +88,9 @@ def test_failed_start_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_hung_component_is_killed_and_restarted(tmp_path: Path) -> None:
     """Alive but not answering (SIGSTOP) for longer than the limit: killed, restarted."""
     spec = _server("hangs", tmp_path)
-    sup = Supervisor([spec], tmp_path / "logs", backoff_max=1, unhealthy_restart_s=1.0)
+    clock = FakeClock()
+    sup = Supervisor([spec], tmp_path / "logs", backoff_max=1, unhealthy_restart_s=1.0,
+                     clock=clock)
     sup.start(progress=lambda _: None)
     item = sup.items[0]
     try:
@@ -90,7 +98,14 @@ def test_a_hung_component_is_killed_and_restarted(tmp_path: Path) -> None:
         old = item.proc.pid
         os.kill(old, signal.SIGSTOP)
         wait_for(lambda: (sup.tick(), item.status is Status.recoverable_error)[1])
+        clock.sleep(0.9)
+        sup.tick()
         assert item.proc is not None and item.proc.pid == old  # not yet: within the limit
+        clock.sleep(0.2)
+        sup.tick()  # past the limit: killed
+        wait_for(lambda: (sup.tick(), item.proc is None)[1])
+        assert item.last_exit == -signal.SIGKILL and item.restarts == 0
+        clock.sleep(0.5)  # the first backoff
 
         def restarted() -> bool:
             sup.tick()
