@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup up test test-setup test-unit bench lint docs
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml setup.py
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --progress-bar off -e '.[dev]'

@@ -14,12 +14,12 @@ from typing import Any
 
 import streamlit as st
 
-from app import session, shared
-from app.casework_client import CaseworkClient, Refused
-from app.panels import BackendDown
-from app.safe_text import md
 from appliance.cases.model import STATUSES
 from appliance.cases.transitions import TRANSITIONS
+from appliance.console import session, shared
+from appliance.console.casework_client import CaseworkClient, Refused
+from appliance.console.panels import BackendDown
+from appliance.console.safe_text import md
 
 
 def _key(case_id: str, name: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from app.change_markers import add_markers, utc
+from appliance.console.change_markers import add_markers, utc
 
 ONSET_COLOUR = "#d62728"
 _LAYOUT: dict[str, Any] = {"margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "height": 280,

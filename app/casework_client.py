@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from app.daemon_client import DAEMON
-from app.panels import BackendDown, BackendError
+from appliance.console.daemon_client import DAEMON
+from appliance.console.panels import BackendDown, BackendError
 from appliance.console_users import USER_HEADER
 
 

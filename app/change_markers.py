@@ -16,10 +16,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import shared
-from app.casework_client import CaseworkClient
-from app.panels import BackendDown, BackendError
-from app.safe_text import md
+from appliance.console import shared
+from appliance.console.casework_client import CaseworkClient
+from appliance.console.panels import BackendDown, BackendError
+from appliance.console.safe_text import md
 
 COLOUR = "#ff7f0e"
 MAX_MARKERS = 30  # more would hide the series; the newest are kept

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from app.panels import BackendDown, BackendError
+from appliance.console.panels import BackendDown, BackendError
 
 DAEMON = "the Tracehold daemon"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.views import traces
+from appliance.console.views import traces
 
 
 def trace(trace_id: str, label: str | None = None) -> None:

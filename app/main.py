@@ -6,19 +6,14 @@ Who is signed in comes from Envoy (basic auth), in the x-tracehold-user header.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+# Streamlit runs this file as a script, not as part of its package: the console's
+# modules are imported as `appliance.console.*` (app/ ships inside the package, see
+# setup.py), never as neighbours of this file.
+import streamlit as st
 
-# Streamlit puts this file's folder on sys.path; the console's modules are `app.*`.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-import streamlit as st  # noqa: E402
-
-from app import session, shared  # noqa: E402
-from app.safe_text import md  # noqa: E402
-from app.views import agents, audit, cases, cost, overview, reports, stack, traces  # noqa: E402
+from appliance.console import session, shared
+from appliance.console.safe_text import md
+from appliance.console.views import agents, audit, cases, cost, overview, reports, stack, traces
 
 # No page_icon and no page icons: Streamlit turns them into a favicon that the browser
 # fetches from a CDN, and nothing may leave the host (the browser test records every

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from app.safe_text import md
+from appliance.console.safe_text import md
 
 log = logging.getLogger("tracehold.console")
 

@@ -18,9 +18,9 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from app.config import ConsoleConfig
-from app.panels import BackendDown, BackendError
-from app.timerange import Window
+from appliance.console.config import ConsoleConfig
+from appliance.console.panels import BackendDown, BackendError
+from appliance.console.timerange import Window
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import logging
 
 import streamlit as st
 
-from app import shared
-from app.casework_client import CaseworkClient
-from app.panels import BackendDown, BackendError
+from appliance.console import shared
+from appliance.console.casework_client import CaseworkClient
+from appliance.console.panels import BackendDown, BackendError
 
 log = logging.getLogger("tracehold.console")
 _LOGGED_IN = "_tracehold_login_recorded"

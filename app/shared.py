@@ -8,10 +8,10 @@ from typing import Any
 
 import streamlit as st
 
-from app.config import ConsoleConfig
-from app.daemon_client import DaemonClient
-from app.panels import BackendDown, BackendError
-from app.timerange import RANGES, Window
+from appliance.console.config import ConsoleConfig
+from appliance.console.daemon_client import DaemonClient
+from appliance.console.panels import BackendDown, BackendError
+from appliance.console.timerange import RANGES, Window
 from appliance.console_users import USER_HEADER
 
 

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import yaml
 
+from appliance import resources
 from appliance.errors import ConfigError, StackError
-from appliance.settings import PROJECT_ROOT
 from appliance.stack.collector import COLLECTOR_BINARY
 
-MANIFEST = PROJECT_ROOT / "bundled-stack" / "otelcol" / "manifest.yaml"
-DEBIAN_PINS = PROJECT_ROOT / "bundled-stack" / "debian-packages.txt"
-BUILD_DIR = PROJECT_ROOT / ".stack" / "build"
+MANIFEST = resources.templates() / "otelcol" / "manifest.yaml"
+DEBIAN_PINS = resources.templates() / "debian-packages.txt"
+BUILD_DIR = resources.build_dir()
 
 Progress = Callable[[str], None]
 

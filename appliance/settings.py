@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from appliance import resources
 from appliance.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -145,8 +146,11 @@ class Settings(BaseSettings):
         description="Where databases, queues, logs, secrets and rendered configs live",
     )
     bin_dir: Path = Field(
-        PROJECT_ROOT / ".stack" / "bin",
-        description="Component binaries (collector, prometheus, victoria-metrics), from set-up",
+        # declared after data_dir, so its validated value is in `data`
+        default_factory=lambda data: resources.default_bin_dir(data["data_dir"]),
+        description="Component binaries (collector, prometheus, victoria-metrics), put there by "
+                    "`tracehold setup`: `.stack/bin` in a source checkout (`make setup`), "
+                    "else `<data_dir>/bin`",
     )
     profile: Profile = Field(Profile.full, description="Which components run (see README)")
     bind_address: str = Field(

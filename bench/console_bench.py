@@ -40,10 +40,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import promql  # noqa: E402
-from app.overview_queries import Chart, Filters, evaluation, evaluation_names, overview  # noqa: E402
-from app.timerange import Window  # noqa: E402
 from appliance.api.app import create_app  # noqa: E402
+from appliance.console import promql  # noqa: E402
+from appliance.console.overview_queries import (  # noqa: E402
+    Chart,
+    Filters,
+    evaluation,
+    evaluation_names,
+    overview,
+)
+from appliance.console.timerange import Window  # noqa: E402
 from appliance.ingest import conventions  # noqa: E402
 from appliance.ingest.otlp import SpanRow  # noqa: E402
 from appliance.settings import Settings  # noqa: E402

@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, shared
-from app.panels import panel
+from appliance.console import charts, shared
+from appliance.console.panels import panel
 
 
 def render() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import session
-from app.panels import BackendDown, BackendError, panel
-from app.safe_text import md
+from appliance.console import session
+from appliance.console.panels import BackendDown, BackendError, panel
+from appliance.console.safe_text import md
 
 PAGE_SIZES = [50, 100, 500]
 _CURSORS = "au_cursors"  # the `after` of each page seen so far: Previous pops one

@@ -9,11 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import case_actions, case_charts, links, session
-from app.casework_client import CaseworkClient, Refused
-from app.panels import BackendDown, BackendError, down_message, panel
-from app.safe_text import md
 from appliance.cases.model import UNDETERMINED
+from appliance.console import case_actions, case_charts, links, session
+from appliance.console.casework_client import CaseworkClient, Refused
+from appliance.console.panels import BackendDown, BackendError, down_message, panel
+from appliance.console.safe_text import md
 
 MAX_TRACE_LINKS = 20
 

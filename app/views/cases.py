@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import case_charts, session, shared
-from app.panels import panel
-from app.views import case_detail
 from appliance.cases.model import FAILURE_TYPES, STATUSES
 from appliance.cases.transitions import ACTIVE
+from appliance.console import case_charts, session, shared
+from appliance.console.panels import panel
+from appliance.console.views import case_detail
 
 # Case ids go into the daemon's URL path: nothing but these characters.
 CASE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -7,9 +7,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, shared
-from app.panels import panel
-from app.safe_text import md
+from appliance.console import charts, shared
+from appliance.console.panels import panel
+from appliance.console.safe_text import md
 
 RANGES = ["24 hours", "7 days", "30 days", "90 days", "12 months", "1 hour", "6 hours"]
 

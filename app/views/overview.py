@@ -5,10 +5,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, promql, shared
-from app.overview_queries import Chart, Filters, evaluation, evaluation_names, overview
-from app.panels import panel
-from app.timerange import Window
+from appliance.console import charts, promql, shared
+from appliance.console.overview_queries import (
+    Chart,
+    Filters,
+    evaluation,
+    evaluation_names,
+    overview,
+)
+from appliance.console.panels import panel
+from appliance.console.timerange import Window
 
 
 def render() -> None:
@@ -69,7 +75,9 @@ def _series_chart(metrics: promql.Metrics, chart: Chart, window: Window,
     if data.empty:
         st.info(empty)
     else:
-        from app import change_markers  # change events of the range as vertical markers
+        from appliance.console import (
+            change_markers,  # change events of the range as vertical markers
+        )
 
         fig = change_markers.overlay(charts.timeseries(data, chart.unit), window.start,
                                      window.end, change_markers.chosen("ov_service"))

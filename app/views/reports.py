@@ -14,10 +14,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import session
-from app.casework_client import CaseworkClient, Refused
-from app.panels import BackendDown, BackendError, panel
-from app.safe_text import md
+from appliance.console import session
+from appliance.console.casework_client import CaseworkClient, Refused
+from appliance.console.panels import BackendDown, BackendError, panel
+from appliance.console.safe_text import md
 
 _REPORT = "rp_report"
 

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import shared
-from app.panels import BackendDown, panel
+from appliance.console import shared
+from appliance.console.panels import BackendDown, panel
 from appliance.console_users import ConsoleUsers
 from appliance.secrets import SecretsFile
 from appliance.settings import Settings, load

@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app import charts, shared
-from app.panels import panel
-from app.safe_text import md
-from app.timerange import Window
+from appliance.console import charts, shared
+from appliance.console.panels import panel
+from appliance.console.safe_text import md
+from appliance.console.timerange import Window
 from appliance.store.genai_content import messages
 
 TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")

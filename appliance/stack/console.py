@@ -12,11 +12,12 @@ from __future__ import annotations
 import re
 import sys
 
-from appliance.settings import PROJECT_ROOT, Settings
+from appliance import resources
+from appliance.settings import Settings
 from appliance.stack import prometheus, victoriametrics
 from appliance.stack.spec import Component, ComponentSpec, Rendered
 
-APP = PROJECT_ROOT / "app" / "main.py"
+APP = resources.console_main()
 ENV_DAEMON = "TRACEHOLD_CONSOLE_DAEMON_URL"
 ENV_PROMETHEUS = "TRACEHOLD_CONSOLE_PROMETHEUS_URL"
 ENV_VICTORIAMETRICS = "TRACEHOLD_CONSOLE_VICTORIAMETRICS_URL"

@@ -13,14 +13,14 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from appliance import console_users
+from appliance import console_users, resources
 from appliance.ingest import conventions
 from appliance.secrets import ApiKey, write_private
-from appliance.settings import PROJECT_ROOT, Redaction, Settings
+from appliance.settings import Redaction, Settings
 from appliance.stack.components import runs
 from appliance.stack.spec import Rendered
 
-TEMPLATES = PROJECT_ROOT / "bundled-stack"
+TEMPLATES = resources.templates()
 
 _env = Environment(
     loader=FileSystemLoader(str(TEMPLATES)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from app import case_charts, change_markers
+from appliance.console import case_charts, change_markers
 
 CHANGES = [
     {"id": "chg_2", "kind": "prompt_template", "service": "rag", "from": "v6", "to": "v7",

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app import shared
 from appliance.cases.model import CaseOpen
 from appliance.casework.services import records_for
 from appliance.changes.store import ChangeIn
+from appliance.console import shared
 from appliance.settings import PROJECT_ROOT, Settings
 from appliance.stack import console
 from appliance.store.spans import SpanStore
@@ -27,7 +27,7 @@ USER = "ana.unit"
 
 def page(name: str) -> AppTest:
     script = (f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
-              f"from app.views import {name}\n{name}.render()\n")
+              f"from appliance.console.views import {name}\n{name}.render()\n")
     return AppTest.from_string(script, default_timeout=60)
 
 

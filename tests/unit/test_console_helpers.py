@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from app import charts, promql
-from app.config import ConsoleConfig
-from app.overview_queries import evaluation_names
-from app.safe_text import md
-from app.timerange import RANGES, Window
+from appliance.console import charts, promql
+from appliance.console.config import ConsoleConfig
+from appliance.console.overview_queries import evaluation_names
+from appliance.console.safe_text import md
+from appliance.console.timerange import RANGES, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

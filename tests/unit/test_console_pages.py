@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from streamlit.testing.v1 import AppTest
 
-from app import shared
 from appliance.api.app import create_app
+from appliance.console import shared
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.otlp import to_rows
 from appliance.settings import PROJECT_ROOT
@@ -33,7 +33,7 @@ def free_port() -> int:
 
 def page(name: str) -> AppTest:
     script = (f"import sys; sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
-              f"from app.views import {name}\n{name}.render()\n")
+              f"from appliance.console.views import {name}\n{name}.render()\n")
     return AppTest.from_string(script, default_timeout=60)
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.overview_queries import Filters, overview
 from appliance.api.app import create_app
+from appliance.console.overview_queries import Filters, overview
 from appliance.errors import ConfigError
 from appliance.filters import label_matchers, like_contains, promql_string
 from appliance.settings import Settings

@@ -1,0 +1,22 @@
+"""Only the package list and its folder map; everything else is in pyproject.toml.
+
+The console (app/) and the component templates (bundled-stack/) keep their
+folders in the repo and ship inside the package as ``appliance.console`` and
+``appliance.bundled`` (found through appliance/resources.py). pyproject.toml can
+map a package to another folder only beside a hand-written package list, which
+would silently leave out any subpackage not added to it; here the list is found.
+"""
+
+from setuptools import find_namespace_packages, setup
+
+_JUNK = ["*__pycache__*"]
+
+setup(
+    packages=[
+        *find_namespace_packages(include=["appliance", "appliance.*"], exclude=_JUNK),
+        "appliance.console",
+        *(f"appliance.console.{p}" for p in find_namespace_packages("app", exclude=_JUNK)),
+        "appliance.bundled",
+    ],
+    package_dir={"appliance.console": "app", "appliance.bundled": "bundled-stack"},
+)
