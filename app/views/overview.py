@@ -75,9 +75,8 @@ def _series_chart(metrics: promql.Metrics, chart: Chart, window: Window,
     if data.empty:
         st.info(empty)
     else:
-        from appliance.console import (
-            change_markers,  # change events of the range as vertical markers
-        )
+        # change events of the range as vertical markers
+        from appliance.console import change_markers
 
         fig = change_markers.overlay(charts.timeseries(data, chart.unit), window.start,
                                      window.end, change_markers.chosen("ov_service"))
