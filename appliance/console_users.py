@@ -4,7 +4,7 @@ Envoy's basic_auth filter accepts htpasswd lines in the ``{SHA}`` form only
 (base64 of an unsalted SHA-1), so that is what the 0600 secrets file keeps,
 never the password. Unsalted SHA-1 is weak for passwords people choose, which
 is why Tracehold generates them (144 random bits) and shows each once.
-Envoy forwards the authenticated name to Streamlit in ``USER_HEADER``.
+Envoy forwards the authenticated name to Streamlit in ``appliance.headers.USER_HEADER``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
-from appliance.errors import ConfigError, NotFound
+from appliance.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from appliance.secrets import SecretsFile
 
-USER_HEADER = "x-tracehold-user"
 FIRST_USER = "admin"
 _KEY = "console_users"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
@@ -71,11 +70,11 @@ class ConsoleUsers:
     def create(self, name: str) -> str:
         """Add a user; returns the generated password (shown once, never stored)."""
         if not _NAME.fullmatch(name):
-            raise ConfigError("a user name is 1 to 64 letters, digits or . _ @ -, "
+            raise InvalidRequest("a user name is 1 to 64 letters, digits or . _ @ -, "
                               "starting with a letter or digit")
         users = self.list()
         if any(u.name == name for u in users):
-            raise ConfigError(f"console user {name!r} already exists")
+            raise Conflict(f"console user {name!r} already exists")
         password = secrets.token_urlsafe(18)
         users.append(ConsoleUser(name, sha1_b64(password),
                                  datetime.now(UTC).isoformat(timespec="seconds")))

@@ -64,7 +64,7 @@ def configuration_md() -> str:
 
 
 def cli_md() -> str:
-    from appliance.cli import app
+    from appliance.cli.main import app
 
     runner = CliRunner()
     out = ["# CLI reference", "", "Generated from `tracehold --help` by "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from appliance.errors import ConfigError
+from appliance.errors import InvalidRequest
 
 LIKE_ESCAPE = "\\"  # use as: col ILIKE ? ESCAPE '\'
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -43,7 +43,7 @@ def promql_string(value: str) -> str:
 
 def label_name(name: str) -> str:
     if not _LABEL_NAME.fullmatch(name):
-        raise ConfigError(f"{name!r} is not a valid PromQL label name")
+        raise InvalidRequest(f"{name!r} is not a valid PromQL label name")
     return name
 
 

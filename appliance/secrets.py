@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from appliance.errors import ConfigError, NotFound
+from appliance.errors import ConfigError, InvalidRequest, NotFound
 
 KEY_PREFIX = "thk_"
 
@@ -90,7 +90,7 @@ class SecretsFile:
 
     def create(self, name: str) -> ApiKey:
         if not name or len(name) > 64:
-            raise ConfigError("a key name must be 1 to 64 characters")
+            raise InvalidRequest("a key name must be 1 to 64 characters")
         data = self.load()
         key = ApiKey(
             id="key_" + secrets.token_hex(4), name=name,

@@ -51,7 +51,8 @@ from appliance.console.overview_queries import (  # noqa: E402
 )
 from appliance.console.timerange import Window  # noqa: E402
 from appliance.ingest import conventions  # noqa: E402
-from appliance.ingest.otlp import SpanRow  # noqa: E402
+from appliance.ingest.rows import SpanRow  # noqa: E402
+from appliance.records import Records  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
 from appliance.store.spans import SpanStore  # noqa: E402
 
@@ -169,10 +170,8 @@ def stats(ms: list[float]) -> dict[str, float]:
             "max_ms": round(s[-1], 1)}
 
 
-async def api_timings(store: SpanStore, settings: Settings, now: datetime,
-                      reps: int) -> dict[str, Any]:
-    app = create_app(store)
-    app.state.settings = settings
+async def api_timings(records: Records, now: datetime, reps: int) -> dict[str, Any]:
+    app = create_app(records)
     rng = random.Random(11)
     iso = lambda d: (now - d).isoformat()  # noqa: E731
     week, day, hour = timedelta(days=7), timedelta(days=1), timedelta(hours=1)
@@ -359,13 +358,13 @@ def main() -> None:
         settings = Settings(data_dir=Path(tmp))
         loaded = fill(store, args.spans, now)
         print(f"inserted {loaded['spans']:,} spans in {loaded['seconds']} s", flush=True)
-        api = asyncio.run(api_timings(store, settings, now, args.reps))
+        records = Records.open(store, settings)
+        api = asyncio.run(api_timings(records, now, args.reps))
         print(json.dumps(api, indent=1), flush=True)
 
         def facets_call() -> float:
             async def go() -> float:
-                app = create_app(store)
-                app.state.settings = settings
+                app = create_app(records)
                 async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                              base_url="http://daemon") as c:
                     t0 = time.perf_counter()

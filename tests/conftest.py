@@ -1,5 +1,8 @@
 """Shared fixtures. Tests marked `stack` start the real telemetry stack (collector,
 Prometheus, VictoriaMetrics, Envoy, daemon) on free ports with its own data folder.
+Most share the session's `stack`; a test that breaks its stack on purpose (kill -9,
+SIGSTOP) takes `own_stack`, so no other test runs on what it left behind. The markers
+(`stack`, `binaries`, `browser`, `root`) are registered in pyproject.toml.
 
 Envoy's external listeners bind 127.0.0.2: still loopback, but a different
 address from the 127.0.0.1 every internal component binds, so a socket scan can
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -25,7 +29,7 @@ import pytest
 from appliance.settings import Settings
 
 EXTERNAL_BIND = "127.0.0.2"
-TRACEHOLD = [sys.executable, "-m", "appliance.cli"]
+TRACEHOLD = [sys.executable, "-m", "appliance"]
 
 
 def tracehold(*args: str, data_dir: Path, check: bool = True, timeout: float = 240,
@@ -96,6 +100,17 @@ class Stack:
             time.sleep(0.5)
         raise AssertionError(f"no series for {promql} in {which} within {timeout}s")
 
+    def wait_above(self, which: str, promql: str, floor: float,
+                   timeout: float = 60) -> float:
+        """Poll until the single result is above floor; return that value."""
+        deadline, seen = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            seen = [float(r["value"][1]) for r in self.query(which, promql)]
+            if len(seen) == 1 and seen[0] > floor:
+                return seen[0]
+            time.sleep(0.5)
+        raise AssertionError(f"{promql} in {which}: {seen}, expected one value above {floor}")
+
     def wait_value(self, which: str, promql: str, expected: float,
                    timeout: float = 60) -> None:
         """Stores are eventually consistent: poll until the single result equals expected."""
@@ -135,4 +150,15 @@ def running_stack(data_dir: Path, env: dict[str, str] | None = None) -> Iterator
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("stack")) as st:
+        yield st
+
+
+@pytest.fixture
+def own_stack(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack for this one test, for faults that leave a stack restarted or half
+    recovered (kill -9 of a component, SIGSTOP of the daemon). Its logs are kept under
+    the test's name."""
+    name = re.sub(r"\W+", "-", request.node.name)[:60]
+    with running_stack(tmp_path_factory.mktemp(name)) as st:
         yield st

@@ -12,17 +12,14 @@ from appliance.console import shared
 from appliance.console.panels import BackendDown, panel
 from appliance.console_users import ConsoleUsers
 from appliance.secrets import SecretsFile
-from appliance.settings import Settings, load
+from appliance.settings import Settings, resolve
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]")
 
 
 def settings() -> Settings:
     """The running stack's resolved settings (ports, retention), else the defaults."""
-    data_dir = shared.config().data_dir
-    if (data_dir / "run" / "effective-settings.json").exists():
-        return Settings.load_effective(data_dir)
-    return load(data_dir=data_dir)
+    return resolve(shared.config().data_dir, running=True)
 
 
 def human_bytes(n: int | None) -> str:

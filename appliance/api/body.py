@@ -19,10 +19,16 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from appliance.errors import ContentTooLarge, Forbidden, InvalidRequest, TraceholdError
+from appliance.errors import (
+    ContentTooLarge,
+    Forbidden,
+    InvalidRequest,
+    TraceholdError,
+    UnsupportedContent,
+)
+from appliance.headers import USER_HEADER
 
 M = TypeVar("M", bound=BaseModel)
-USER_HEADER = "x-tracehold-user"
 _ACTOR = re.compile(r"^[\w.@:+/ -]{1,128}$")
 DEFAULT_LIMIT = 256 * 1024
 
@@ -51,6 +57,9 @@ def validation_message(exc: ValidationError | RequestValidationError) -> str:
 
 
 async def json_body(request: Request, model: type[M], limit: int = DEFAULT_LIMIT) -> M:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and not (kind == "application/json" or kind.endswith("+json")):
+        raise UnsupportedContent(f"the body must be application/json, not {kind}")
     raw = await read_limited(request, limit)
     if not raw.strip():
         raise InvalidRequest("a JSON body is required")

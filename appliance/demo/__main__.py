@@ -8,10 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from appliance import settings as settings_mod
 from appliance.demo.runner import Options, run_against
 from appliance.errors import TraceholdError
-from appliance.settings import Settings
+from appliance.settings import resolve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,9 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--daily-shape", action="store_true")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a log file
-    base = settings_mod.load(data_dir=args.data_dir)
-    s = Settings.load_effective(base.data_dir) if base.effective_file.exists() else base
     try:
+        s = resolve(args.data_dir, running=True)
         summary = run_against(s, Options(rate=args.rate, seed=args.seed,
                                          daily_shape=args.daily_shape, progress_every=60.0), print)
     except TraceholdError as exc:

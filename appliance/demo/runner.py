@@ -21,7 +21,7 @@ from appliance.demo import groundtruth
 from appliance.demo.scenarios import ALL, SCENARIOS, SERVICES, ScenarioName
 from appliance.demo.sink import Sink, otlp
 from appliance.demo.traffic import Traffic
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, InvalidRequest
 from appliance.secrets import SecretsFile
 from appliance.settings import Settings
 from appliance.stack import state
@@ -42,19 +42,20 @@ class Options:
 
     def check(self) -> None:
         if not self.rate > 0:
-            raise ConfigError("--rate must be above 0")
+            raise InvalidRequest("--rate must be above 0")
         if self.duration is not None and self.duration <= 0:
-            raise ConfigError("--duration must be above 0")
+            raise InvalidRequest("--duration must be above 0")
         if self.at < 0:
-            raise ConfigError("--at must be 0 or more")
+            raise InvalidRequest("--at must be 0 or more")
         if self.service is not None and self.scenario is None:
-            raise ConfigError("--service picks the service a --scenario targets; give --scenario")
+            raise InvalidRequest("--service picks the service a --scenario targets; "
+                                 "give --scenario")
         if self.service is not None and self.service not in SERVICES:
-            raise ConfigError(f"unknown service {self.service!r}; one of {', '.join(SERVICES)}")
+            raise InvalidRequest(f"unknown service {self.service!r}; one of {', '.join(SERVICES)}")
         if self.scenario is not None:
             SCENARIOS[self.scenario].target(self.service)  # raises if it cannot target it
         if self.scenario is not None and self.duration is not None and self.duration <= self.at:
-            raise ConfigError(f"the scenario starts at --at {self.at:g}s, after the run ends "
+            raise InvalidRequest(f"the scenario starts at --at {self.at:g}s, after the run ends "
                               f"(--duration {self.duration:g}s)")
 
 

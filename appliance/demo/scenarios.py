@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from appliance.demo import agents, catalog, chat, rag
 from appliance.demo.conditions import Conditions
-from appliance.errors import ConfigError
+from appliance.errors import InvalidRequest
 
 SERVICES: tuple[str, ...] = (rag.SERVICE, agents.SERVICE, chat.SERVICE)
 BASELINE = Conditions()
@@ -43,13 +43,13 @@ class Scenario:
         """The service this run's scenario hits (ALL when it hits every one)."""
         if self.everywhere:
             if service is not None:
-                raise ConfigError(f"{self.name} hits every service that calls "
+                raise InvalidRequest(f"{self.name} hits every service that calls "
                                   f"{self.provider}; --service does not apply")
             return ALL
         if service is None:
             return self.services[0]
         if service not in self.services:
-            raise ConfigError(f"{self.name} can target {', '.join(self.services)}, "
+            raise InvalidRequest(f"{self.name} can target {', '.join(self.services)}, "
                               f"not {service!r}")
         return service
 

@@ -9,47 +9,31 @@ investigating.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
-
-from appliance.api.body import actor_of
-from appliance.cases.model import Check, Verify
-from appliance.casework.services import records_for
+from appliance.cases.model import Case, Check, Verify
 from appliance.detect.runner import still_firing
 from appliance.detect.series import SERIES
 from appliance.detect.windows import SEEN, Windows
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
-router = APIRouter(prefix="/api/v1/cases", tags=["cases"])
 
-
-def check_case(store: SpanStore, cfg: DetectConfig, case: dict[str, Any],
+def check_case(store: SpanStore, cfg: DetectConfig, case: Case,
                now: datetime | None = None) -> Verify:
     now = now or datetime.now(UTC)
-    firing, _ = still_firing(store, cfg, case["failure_type"], case["service"], now)
-    name, value, where = SERIES[case["failure_type"]]
+    firing, _ = still_firing(store, cfg, case.failure_type, case.service, now)
+    name, value, where = SERIES[case.failure_type]
     w = Windows.at(now, cfg)
-    provider = (case.get("context") or {}).get("provider")
-    group, key = ("provider", provider) if provider else ("service_name", case["service"])
+    # a provider outage is judged on the provider, as its detector and metric window do
+    provider = case.provider
+    group, key = ("provider", provider) if provider else ("service_name", case.service)
     row = store.read(f"SELECT avg({value}) AS v, count(*) AS n FROM spans WHERE {group} = ? "
                      f"AND {SEEN} >= ? AND {SEEN} < ? AND ({where})",
                      [key, w.recent_start, w.now])[0]
-    baseline = next((s.get("baseline") for s in case.get("signals", [])
-                     if isinstance(s.get("baseline"), int | float)), None)
+    baseline = next((s.baseline for s in case.signals if isinstance(s.baseline, int | float)),
+                    None)
     checks = [Check(signal=name, value=float(row["v"]), baseline=baseline)] \
         if row["v"] is not None else []
-    detail = (f"{case['failure_type']} detector {'still fires' if firing else 'is quiet'} "
+    detail = (f"{case.failure_type} detector {'still fires' if firing else 'is quiet'} "
               f"for {key} over {w.label} ({row['n']} spans)")
     return Verify(back_to_baseline=not firing and bool(checks), checks=checks, detail=detail)
-
-
-@router.post("/{case_id}/check", summary="Verify now: the case's detector judges the window")
-async def check(request: Request, case_id: str) -> dict[str, Any]:
-    store: SpanStore = request.app.state.store
-    records = records_for(store)
-    case = await run_in_threadpool(records.cases.get, case_id)
-    body = await run_in_threadpool(check_case, store, records.settings.detect, case)
-    return await run_in_threadpool(records.cases.verify, case_id, body, actor_of(request))

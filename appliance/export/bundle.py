@@ -25,8 +25,9 @@ from datetime import datetime
 from typing import Any
 
 from appliance.audit import chain
-from appliance.casework.services import Records
+from appliance.cases.model import Case
 from appliance.export import case_report, charts, html, pdf
+from appliance.records import Records
 from appliance.times import iso
 
 FORMAT = "tracehold-case-export/1"
@@ -53,6 +54,16 @@ def _case_entries(records: Records, case_id: str, last_seq: int) -> list[dict[st
         after = page[-1]["seq"]
 
 
+def _rca(case: Case) -> dict[str, Any]:
+    """rca.json: the latest RCA result and its run, or {} before any run."""
+    if case.rca is None:
+        return {}
+    return {"root_cause": case.root_cause, "confidence": case.confidence,
+            "hypotheses": [h.model_dump(mode="json") for h in case.hypotheses],
+            "suggested_fixes": [f.model_dump(mode="json") for f in case.suggested_fixes],
+            "run": case.rca.model_dump(mode="json")}
+
+
 def build(records: Records, case_id: str, actor: str) -> tuple[bytes, dict[str, Any]]:
     """The zip's bytes and its manifest; appends the export's audit entry."""
     records.cases.get(case_id)  # NotFound before anything is written
@@ -67,23 +78,20 @@ def build(records: Records, case_id: str, actor: str) -> tuple[bytes, dict[str, 
              "segment": records.audit.between(first, head["seq"]), "head": head}
 
     files: dict[str, bytes] = {
-        "case.json": _json({k: v for k, v in case.items() if k != "timeline"}),
-        "timeline.json": _json(case["timeline"]),
-        "rca.json": _json({"root_cause": case["root_cause"], "confidence": case["confidence"],
-                           "hypotheses": case["hypotheses"],
-                           "suggested_fixes": case["suggested_fixes"], "run": case["rca"]}
-                          if case["rca"] else {}),
+        "case.json": _json(case.model_dump(mode="json", exclude={"timeline"})),
+        "timeline.json": _json([e.model_dump(mode="json") for e in case.timeline or []]),
+        "rca.json": _json(_rca(case)),
         "audit.json": _json(proof),
     }
     lines = [json.dumps(span, ensure_ascii=False, default=_default)
-             for trace_id in case["trace_ids"] for span in records.store.trace(trace_id)]
+             for trace_id in case.trace_ids for span in records.store.trace(trace_id)]
     files["spans.jsonl"] = ("\n".join(lines) + ("\n" if lines else "")).encode()
     pictures = []
-    for i, window in enumerate(case["context"]["metric_windows"], 1):
-        name = f"metrics/{i:02d}-{charts.slug(window.get('name') or window['query'], 'metric')}"
+    for i, window in enumerate(case.context.metric_windows if case.context else [], 1):
+        name = f"metrics/{i:02d}-{charts.slug(window.name or window.query, 'metric')}"
         files[f"{name}.csv"] = charts.window_csv(window)
-        files[f"{name}.png"] = png = charts.window_png(window, case["onset_at"])
-        pictures.append((f"{window.get('name') or ''} {window['query']}".strip(), png))
+        files[f"{name}.png"] = png = charts.window_png(window, case.onset_at)
+        pictures.append((f"{window.name or ''} {window.query}".strip(), png))
     report = case_report.build(case, pictures, export_id, head)
     files["report.pdf"] = pdf.render(report)
     files["report.html"] = html.render(report).encode()

@@ -15,8 +15,8 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance.casework.services import Records
 from appliance.errors import InvalidRequest
+from appliance.records import Records
 from appliance.times import iso, parse_time
 
 
@@ -59,16 +59,15 @@ def build(records: Records, start: datetime, end: datetime,
     sla_s = s.sla_resolve_hours * 3600
     incidents: list[dict[str, Any]] = []
     for case in records.cases.in_period(start, end):
-        resolved = case["resolution"]["resolved_at"] if case["status"] in (
-            "resolved", "verified") else None
-        open_s = _seconds(resolved or iso(now), case["opened_at"]) or 0.0
+        resolved = case.closed_at
+        open_s = _seconds(resolved or iso(now), case.opened_at) or 0.0
         incidents.append({
-            "id": case["id"], "service": case["service"], "failure_type": case["failure_type"],
-            "status": case["status"], "onset_at": case["onset_at"],
-            "opened_at": case["opened_at"], "resolved_at": resolved,
-            "verified_at": case["resolution"]["verified_at"],
-            "time_to_detect_s": _seconds(case["opened_at"], case["onset_at"]),
-            "time_to_resolve_s": _seconds(resolved, case["opened_at"]),
+            "id": case.id, "service": case.service, "failure_type": case.failure_type,
+            "status": case.status, "onset_at": case.onset_at,
+            "opened_at": case.opened_at, "resolved_at": resolved,
+            "verified_at": case.resolution.verified_at,
+            "time_to_detect_s": _seconds(case.opened_at, case.onset_at),
+            "time_to_resolve_s": _seconds(resolved, case.opened_at),
             "open_s": open_s, "sla_breached": open_s > sla_s})
     ttd = [i["time_to_detect_s"] for i in incidents if i["time_to_detect_s"] is not None]
     ttr = [i["time_to_resolve_s"] for i in incidents if i["time_to_resolve_s"] is not None]

@@ -14,6 +14,7 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from appliance import console_users, resources
+from appliance.headers import USER_HEADER
 from appliance.ingest import conventions
 from appliance.secrets import ApiKey, write_private
 from appliance.settings import Redaction, Settings
@@ -114,7 +115,7 @@ def envoy_listeners(s: Settings, keys: list[ApiKey], users: list[str] | None = N
         bind_address=s.bind_address,
         # With every key revoked the filter still needs a credential: one nobody knows.
         locked_key=_secrets.token_urlsafe(32),
-        console={"port": p.console, "header": console_users.USER_HEADER,
+        console={"port": p.console, "header": USER_HEADER,
                  "users": users or [console_users.locked_line()]},
     )
     return _parse(text)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from appliance.errors import ConfigError
+from appliance.errors import InvalidRequest
 from appliance.filters import LIKE_ESCAPE, like_contains
 from appliance.store.spans import SpanStore
 
@@ -31,9 +31,9 @@ class TimeRange:
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ConfigError("start and end need a time zone (e.g. 2024-05-01T10:00:00Z)")
+            raise InvalidRequest("start and end need a time zone (e.g. 2024-05-01T10:00:00Z)")
         if self.start >= self.end:
-            raise ConfigError("start must be before end")
+            raise InvalidRequest("start must be before end")
 
     @classmethod
     def last(cls, seconds: float, end: datetime | None = None) -> TimeRange:
@@ -61,9 +61,9 @@ class TraceFilter:
 
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
-            raise ConfigError(f"limit must be between 1 and {MAX_LIMIT}")
+            raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}")
         if self.status not in (None, "ok", "error", "unset"):
-            raise ConfigError("status must be ok, error or unset")
+            raise InvalidRequest("status must be ok, error or unset")
 
 
 # A trace's status: error if any span failed, else ok if any span says ok, else unset.

@@ -14,10 +14,11 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from appliance.api.app import create_app
 from appliance.api.errors import error_body
+from appliance.errors import MalformedPayload
 from appliance.ingest.limits import IngestLimits
 from appliance.store.spans import SpanStore
+from tests.casework import app_for
 from tests.otlp_payloads import export_request
 
 PROTO = {"Content-Type": "application/x-protobuf"}
@@ -26,15 +27,16 @@ PROTO = {"Content-Type": "application/x-protobuf"}
 def call(store: SpanStore, method: str, url: str, limits: IngestLimits | None = None,
          **kw: Any) -> httpx.Response:
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(store, limits))
+        transport = httpx.ASGITransport(app=app_for(store, limits))
         async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as c:
             return await c.request(method, url, **kw)
     return asyncio.run(go())
 
 
 def test_error_shape_is_pinned() -> None:
-    assert error_body(400, "Malformed payload", "why") == {
-        "ok": False, "status": 400, "title": "Malformed payload", "error": "why"}
+    assert error_body(MalformedPayload("why"), "r1") == {
+        "ok": False, "status": 400, "type": "malformed_payload", "title": "Malformed payload",
+        "error": "why", "request_id": "r1"}
 
 
 def test_ingest_protobuf_then_read_back(store: SpanStore) -> None:
@@ -122,6 +124,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.root  # mounts a tmpfs
 def test_full_disk_answers_503_and_keeps_committed_spans(tiny_disk: Path) -> None:
     store = SpanStore(tiny_disk / "spans.duckdb")
     statuses, committed = [], 0
@@ -149,4 +152,5 @@ def test_wrongly_typed_parameters_get_the_one_error_shape(store: SpanStore) -> N
     r = call(store, "GET", "/api/v1/spans", params={"limit": "abc"})
     assert r.status_code == 400
     body = r.json()
-    assert set(body) == {"ok", "status", "title", "error"} and "limit" in body["error"]
+    assert set(body) == {"ok", "status", "type", "title", "error", "request_id"}
+    assert "limit" in body["error"]

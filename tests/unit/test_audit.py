@@ -13,7 +13,7 @@ import pytest
 
 from appliance.audit import chain
 from appliance.audit.signing import Signer, verify
-from appliance.casework.services import Records
+from appliance.records import Records
 from tests.casework import call, case_body, open_records
 
 
@@ -37,7 +37,7 @@ def _verify(records: Records) -> dict[str, object]:
 
 
 def _sql(records: Records, sql: str, *params: object) -> None:
-    with records.store.transaction() as con:
+    with records.store.db.transaction() as con:
         con.execute(sql, list(params))
 
 
@@ -152,7 +152,7 @@ def test_daemon_head_signer_thread_signs(records: Records) -> None:
     import threading
     import time
 
-    from appliance.casework.services import sign_heads_loop
+    from appliance.records import sign_heads_loop
 
     stop = threading.Event()
     worker = threading.Thread(target=sign_heads_loop, args=(records, stop), daemon=True)
@@ -169,8 +169,8 @@ def test_daemon_head_signer_thread_signs(records: Records) -> None:
 def test_cli_without_a_daemon_appends_and_verifies_locally(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from appliance.audit.record import key_change
-    from appliance.cli import app
+    from appliance.cli.audit_record import key_change
+    from appliance.cli.main import app
     from appliance.settings import Settings
 
     key_change(Settings(data_dir=tmp_path), "keys.create", "key_1", "ci")  # no stack runs

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.cases.model import STATUSES, UNDETERMINED
 from appliance.cases.transitions import TRANSITIONS
-from appliance.casework.services import Records
+from appliance.records import Records
 from appliance.store.spans import SpanStore
 from tests.casework import audit_count, call, case_body, open_records
 

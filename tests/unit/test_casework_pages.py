@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from appliance.cases.model import CaseOpen
-from appliance.casework.services import records_for
+from appliance.cases.model import Case, CaseOpen
 from appliance.changes.store import ChangeIn
 from appliance.console import shared
 from appliance.settings import PROJECT_ROOT, Settings
 from appliance.stack import console
 from appliance.store.spans import SpanStore
+from tests.casework import records_of
 from tests.unit.test_console_pages import Daemon, free_port, texts
 
 USER = "ana.unit"
@@ -48,15 +48,15 @@ def daemon_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SpanStore]:
     s = SpanStore(tmp_path / "spans.duckdb")
-    records_for(s, Settings(data_dir=tmp_path))
+    records_of(s, Settings(data_dir=tmp_path))
     yield s
     s.close()
 
 
-def _open_case(store: SpanStore) -> dict[str, Any]:
+def _open_case(store: SpanStore) -> Case:
     now = datetime.now(UTC)
     onset = now - timedelta(minutes=5)
-    records = records_for(store)
+    records = records_of(store)
     records.changes.record(ChangeIn.model_validate(
         {"kind": "deploy", "service": "svc-unit", "to": "build-7",
          "at": (onset - timedelta(minutes=1)).isoformat()}), "cli:test")
@@ -96,7 +96,7 @@ def _button(at: AppTest, label: str) -> Any:
 
 def test_case_actions_go_through_the_api_as_the_user(daemon_url: str, store: SpanStore) -> None:
     case = _open_case(store)
-    cid = case["id"]
+    cid = case.id
     with Daemon(store, int(daemon_url.rsplit(":", 1)[1])):
         at = page("cases")
         at.run()
@@ -128,18 +128,18 @@ def test_case_actions_go_through_the_api_as_the_user(daemon_url: str, store: Spa
         assert not at.exception, [e.value for e in at.exception]
         _button(at, "← All cases").click().run()  # back to the list
         assert "case" not in at.query_params and at.title[0].value == "Cases"
-    after = records_for(store).cases.get(cid)
-    assert after["assignee"] == USER and after["status"] == "investigating"
-    assert [n["text"] for n in after["notes"]] == ["checked the deploy"]
-    assert after["resolution"]["root_cause"] == "build-7 halved the cache"
-    actions = [(e["actor"], e["action"]) for e in after["timeline"]]
+    after = records_of(store).cases.get(cid)
+    assert after.assignee == USER and after.status == "investigating"
+    assert [n.text for n in after.notes or []] == ["checked the deploy"]
+    assert after.resolution.root_cause == "build-7 halved the cache"
+    actions = [(e.actor, e.action) for e in after.timeline or []]
     assert actions == [("detector:latency_cost_regression", "case.open"), (USER, "case.assign"),
                        (USER, "case.status"), (USER, "case.note"), (USER, "case.resolve"),
                        (USER, "case.verify")]
 
 
 def test_audit_page_verifies_the_chain_and_pages(daemon_url: str, store: SpanStore) -> None:
-    audit = records_for(store).audit
+    audit = records_of(store).audit
     for i in range(60):
         audit.append("cli:test", "key.create", f"key:{i}")
     with Daemon(store, int(daemon_url.rsplit(":", 1)[1])):
@@ -161,7 +161,7 @@ def test_audit_page_verifies_the_chain_and_pages(daemon_url: str, store: SpanSto
 
 
 def _tamper(store: SpanStore) -> None:
-    with store.transaction() as con:
+    with store.db.transaction() as con:
         con.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 30")
 
 
@@ -170,11 +170,11 @@ def test_reports_page_shows_the_summary(daemon_url: str, store: SpanStore) -> No
     with Daemon(store, int(daemon_url.rsplit(":", 1)[1])):
         at = page("reports")
         at.run()
-        assert not records_for(store).audit.entries(action="report.generate")  # not yet
+        assert not records_of(store).audit.entries(action="report.generate")  # not yet
         _button(at, "Show report").click().run()
         assert not at.exception, [e.value for e in at.exception]
         frames = [d.value for d in at.dataframe]
-        assert any("id" in f and case["id"] in list(f["id"]) for f in frames)
+        assert any("id" in f and case.id in list(f["id"]) for f in frames)
         assert any("Chain ok" in s for s in texts(at, "success"))
-    entries = records_for(store).audit.entries(action="report.generate")
+    entries = records_of(store).audit.entries(action="report.generate")
     assert [e["actor"] for e in entries] == [USER]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.casework.services import Records
+from appliance.records import Records
 from appliance.store.spans import SpanStore
 from tests.casework import audit_count, call, open_records
 from tests.otlp_payloads import export_request, genai_span

@@ -13,13 +13,13 @@ import pytest
 import uvicorn
 from streamlit.testing.v1 import AppTest
 
-from appliance.api.app import create_app
 from appliance.console import shared
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.otlp import to_rows
+from appliance.ingest.rows import to_rows
 from appliance.settings import PROJECT_ROOT
 from appliance.stack import console
 from appliance.store.spans import SpanStore
+from tests.casework import app_for
 from tests.genai_traces import AgentTrace, export
 
 PAGES = ["overview", "traces", "agents", "cost", "stack"]
@@ -53,7 +53,7 @@ class Daemon:
     """The real daemon app on a real port, in a thread."""
 
     def __init__(self, store: SpanStore, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1",
+        self.server = uvicorn.Server(uvicorn.Config(app_for(store), host="127.0.0.1",
                                                     port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

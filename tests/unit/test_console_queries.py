@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.api.app import create_app
 from appliance.settings import Price, Settings
 from appliance.store.spans import SpanStore
+from tests.casework import app_for
 from tests.genai_traces import MS, AgentTrace, export
 
 PROTO = {"Content-Type": "application/x-protobuf"}
@@ -23,9 +23,7 @@ PROTO = {"Content-Type": "application/x-protobuf"}
 def api(store: SpanStore, url: str, settings: Settings | None = None,
         body: bytes | None = None, **params: Any) -> httpx.Response:
     async def go() -> httpx.Response:
-        app = create_app(store)
-        if settings is not None:
-            app.state.settings = settings
+        app = app_for(store, settings=settings)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as c:
             if body is not None:

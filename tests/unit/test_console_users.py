@@ -14,9 +14,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from appliance.cli import app
-from appliance.console_users import USER_HEADER, ConsoleUsers
-from appliance.errors import ConfigError, NotFound
+from appliance.cli.main import app
+from appliance.console_users import ConsoleUsers
+from appliance.errors import Conflict, InvalidRequest, NotFound
+from appliance.headers import USER_HEADER
 from appliance.settings import Profile, Settings
 from appliance.stack import console, render
 
@@ -30,10 +31,10 @@ def test_create_keeps_only_the_sha1_and_refuses_duplicates(tmp_path: Path) -> No
     sha = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
     assert users.htpasswd_lines() == [f"alice:{{SHA}}{sha}"]
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(Conflict, match="already exists"):
         users.create("alice")
     for bad in ("", "a:b", "a b", "x" * 65, "-lead", "new\nline"):
-        with pytest.raises(ConfigError):
+        with pytest.raises(InvalidRequest):
             users.create(bad)
     users.delete("alice")
     assert users.list() == []
@@ -101,7 +102,7 @@ def test_users_cli_prints_password_once(tmp_path: Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "appliance", *args], capture_output=True,
                           text=True, timeout=60)
 
 

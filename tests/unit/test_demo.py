@@ -23,7 +23,7 @@ from appliance.demo import groundtruth, runner
 from appliance.demo.scenarios import SCENARIOS, SERVICES, ScenarioName
 from appliance.demo.sink import Sink
 from appliance.demo.traffic import Traffic
-from appliance.errors import ConfigError
+from appliance.errors import InvalidRequest
 from appliance.ingest import conventions
 
 N, AT, STEP = 500, 125.0, 0.5  # 500 traces at 2/s; onset after 250 of them
@@ -369,7 +369,7 @@ def test_provider_error_ground_truth_names_every_service(tmp_path: Path) -> None
     (runner.Options(rate=0), "--rate"),
 ])
 def test_bad_options_are_refused_clearly(opts: runner.Options, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(InvalidRequest, match=message):
         opts.check()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from appliance import cli
+from appliance.cli import main as cli
 from appliance.errors import StackError
 from appliance.settings import Settings
 from appliance.stack import components, render
@@ -85,11 +85,11 @@ def test_up_demo_flag_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_demo_command_needs_a_running_stack(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "demo", "--duration", "1",
+    out = subprocess.run([sys.executable, "-m", "appliance", "demo", "--duration", "1",
                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "not running" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "demo", "--service", "rag-api",
+    out = subprocess.run([sys.executable, "-m", "appliance", "demo", "--service", "rag-api",
                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "give --scenario" in out.stderr

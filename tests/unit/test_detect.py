@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from appliance.demo.scenarios import ALL, SCENARIOS, ScenarioName
-from appliance.detect.model import FAILURE_TYPES
 from appliance.detect.replay import Replay, first_detection, replay
 from appliance.detect.runner import DetectorRunner, still_firing
 from appliance.detect.series import window_for
+from appliance.domain.taxonomy import FAILURE_TYPES
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
@@ -83,29 +83,29 @@ def test_check_verifies_a_case_by_its_detector(store: SpanStore, tmp_path: Path)
     """The case's own detector judges the current window: still firing -> back to
     investigating with the current value; quiet -> verified."""
     from appliance.cases.model import CaseOpen, Resolve
-    from appliance.casework.services import records_for
     from appliance.detect.verify import check_case
     from appliance.settings import Settings
+    from tests.casework import records_of
 
     r = replay(store, tmp_path, 300, RATE, seed=3, scenario=ScenarioName.provider_error, at=200)
     at = r.start + timedelta(seconds=300)
-    records = records_for(store, Settings(data_dir=tmp_path))
+    records = records_of(store, Settings(data_dir=tmp_path))
     finding = DetectorRunner(store, CFG, lambda f: None).run_once(at)[0]
     case = records.cases.open(CaseOpen.model_validate(finding.as_case_request()), "detector:t")
-    records.cases.resolve(case["id"], Resolve.model_validate(
+    records.cases.resolve(case.id, Resolve.model_validate(
         {"root_cause": "provider outage", "fix_applied": "failover"}), "tester")
-    still = check_case(store, CFG, records.cases.get(case["id"]), now=at)
+    still = check_case(store, CFG, records.cases.get(case.id), now=at)
     assert not still.back_to_baseline
     assert still.checks[0].signal == "provider_error_share" and still.checks[0].value > 0.15
-    after = records.cases.verify(case["id"], still, "tester")
-    assert after["status"] == "investigating"
+    after = records.cases.verify(case.id, still, "tester")
+    assert after.status == "investigating"
     quiet = check_case(store, CFG, after, now=at + timedelta(hours=2))
     assert quiet.back_to_baseline is False  # no traffic at all is not "back to baseline"
     # The fix: healthy traffic after the incident. Now the check passes.
     replay(store, tmp_path, 240, RATE, seed=4, start=at)
-    records.cases.resolve(case["id"], Resolve.model_validate(
+    records.cases.resolve(case.id, Resolve.model_validate(
         {"root_cause": "provider outage", "fix_applied": "failover"}), "tester")
-    fixed = check_case(store, CFG, records.cases.get(case["id"]), now=at + timedelta(seconds=240))
+    fixed = check_case(store, CFG, records.cases.get(case.id), now=at + timedelta(seconds=240))
     assert fixed.back_to_baseline, fixed.detail
     assert fixed.checks[0].value < 0.1
-    assert records.cases.verify(case["id"], fixed, "tester")["status"] == "verified"
+    assert records.cases.verify(case.id, fixed, "tester").status == "verified"

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from PIL import Image
 
-from appliance.casework.services import Records
 from appliance.export.bundle import MANIFEST, PUBLIC_KEY, SIGNATURE
 from appliance.export.verify import verify_export
+from appliance.records import Records
 from tests.casework import call, case_body, open_records
 from tests.otlp_payloads import export_request
 
@@ -203,12 +203,12 @@ def test_tampered_chain_segment_fails_even_with_matching_hash(exported: tuple[Re
 def test_verify_export_cli_exit_codes(exported: tuple[Records, Path, str],
                                       tmp_path: Path) -> None:
     _, path, _ = exported
-    ok = subprocess.run([sys.executable, "-m", "appliance.cli", "verify-export", str(path),
+    ok = subprocess.run([sys.executable, "-m", "appliance", "verify-export", str(path),
                          "--json"], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["ok"] is True
     bad = _rewrite(path, tmp_path / "bad.zip", {"timeline.json": b"[]"})
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", "verify-export", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "appliance", "verify-export", str(bad)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "timeline.json: sha256 does not match" in out.stdout
@@ -233,6 +233,7 @@ def _ink(img: Image.Image) -> float:
     return 1 - sum(hist[245:]) / sum(hist)
 
 
+@pytest.mark.binaries  # pdftoppm (poppler-utils)
 def test_case_report_pdf_renders(exported: tuple[Records, Path, str]) -> None:
     _, path, _ = exported
     with zipfile.ZipFile(path) as zf:
@@ -242,6 +243,7 @@ def test_case_report_pdf_renders(exported: tuple[Records, Path, str]) -> None:
     assert "data:image/png;base64," in html and "&lt;b&gt;x&lt;/b&gt;" in html
 
 
+@pytest.mark.binaries  # pdftoppm (poppler-utils)
 def test_compliance_report(tmp_path: Path) -> None:
     records = open_records(tmp_path, sla_resolve_hours=0.0001)
     store = records.store

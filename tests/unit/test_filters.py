@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from appliance.api.app import create_app
 from appliance.console.overview_queries import Filters, overview
-from appliance.errors import ConfigError
+from appliance.errors import InvalidRequest
 from appliance.filters import label_matchers, like_contains, promql_string
 from appliance.settings import Settings
 from appliance.store.spans import SpanStore
+from tests.casework import app_for
 from tests.genai_traces import AgentTrace, export
 
 EVIL = [
@@ -46,7 +46,7 @@ BIN = Settings().bin_dir
 
 def call(store: SpanStore, url: str, **params: Any) -> httpx.Response:
     async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(store))
+        transport = httpx.ASGITransport(app=app_for(store))
         async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as c:
             if url == "POST":
                 return await c.post("/v1/traces", content=params["body"], headers=PROTO)
@@ -108,6 +108,7 @@ def test_text_search_is_case_insensitive_and_literal(store: SpanStore) -> None:
 
 
 @pytest.mark.parametrize("value", EVIL)
+@pytest.mark.binaries  # promtool (.stack/bin)
 def test_promql_filters_match_exactly_the_value_in_prometheus(tmp_path: Path,
                                                               value: str) -> None:
     """The Overview's request-rate query with service, model and agent all set to the
@@ -139,5 +140,5 @@ def test_promql_string_escapes() -> None:
     assert promql_string("a\\b") == '"a\\\\b"'
     assert promql_string("a\nb\x01") == '"a\\nb\\x01"'
     assert label_matchers({"service_name": None, "m": ""}, 'x="1"') == '{x="1"}'
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidRequest):
         label_matchers({'service_name="x"} or up{a': "v"})

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ConfigError, NotFound
+from appliance.errors import ConfigError, InvalidRequest, NotFound
 from appliance.secrets import SecretsFile
 
 
@@ -30,7 +30,7 @@ def test_bad_calls(tmp_path: Path) -> None:
     f = SecretsFile(tmp_path / "s.json")
     with pytest.raises(NotFound):
         f.revoke("key_nope")
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidRequest):
         f.create("")
     (tmp_path / "s.json").write_text("{not json")
     with pytest.raises(ConfigError, match="unreadable"):

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.body import actor_of, json_body, require_loopback
-from appliance.casework.services import records_for
+from appliance.api.state import records_of
 from appliance.errors import Forbidden
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 # Actions only the daemon writes: a client cannot forge a case action or an export.
 RESERVED = ("case.", "rca.", "change.", "audit.", "report.", "detection.")
 
@@ -33,46 +32,40 @@ class Login(BaseModel):
     remote_addr: str | None = Field(None, max_length=100)
 
 
-@router.get("", summary="Audit entries in chain order")
 def entries(request: Request, subject: str | None = None, action: str | None = None,
             after: Annotated[int, Query(ge=0)] = 0,
             limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict[str, Any]:
-    audit = records_for(request.app.state.store).audit
+    audit = records_of(request).audit
     return {"entries": audit.entries(subject, action, after, limit)}
 
 
-@router.get("/verify", summary="Recompute the hash chain; names the first broken entry")
 def verify(request: Request) -> dict[str, Any]:
-    records = records_for(request.app.state.store)
+    records = records_of(request)
     return records.audit.verify(records.signer.public_pem)
 
 
-@router.get("/heads", summary="Signed chain heads, newest first, and the public key")
 def heads(request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 30
           ) -> dict[str, Any]:
-    records = records_for(request.app.state.store)
+    records = records_of(request)
     return {"key_id": records.signer.key_id, "public_key": records.signer.public_pem.decode(),
             "heads": records.audit.heads(limit)}
 
 
-@router.post("", summary="Append an entry (loopback only; e.g. `tracehold keys`)",
-             status_code=201)
 async def append(request: Request) -> JSONResponse:
     require_loopback(request)
     body = await json_body(request, ClientEntry, limit=64 * 1024)
     if body.action.startswith(RESERVED):
         raise Forbidden(f"actions starting {', '.join(RESERVED)} are written by the daemon only")
-    audit = records_for(request.app.state.store).audit
+    audit = records_of(request).audit
     entry = await run_in_threadpool(audit.append, actor_of(request), body.action, body.subject,
                                     body.details)
     return JSONResponse(entry, status_code=201)
 
 
-@router.post("/login", summary="Record a console sign-in (loopback only)", status_code=201)
 async def login(request: Request) -> JSONResponse:
     require_loopback(request)
     body = await json_body(request, Login, limit=16 * 1024)
-    audit = records_for(request.app.state.store).audit
+    audit = records_of(request).audit
     action = "console.login" if body.ok else "console.login_failed"
     entry = await run_in_threadpool(audit.append, body.user, action, f"user:{body.user}",
                                     {"remote_addr": body.remote_addr})

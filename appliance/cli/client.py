@@ -1,25 +1,34 @@
-"""The CLI's way to the daemon API: the daemon owns DuckDB, so case, change and
-audit commands go through it. Errors come back as our exception types with the
-daemon's reason; a daemon that does not answer is ``DaemonUnavailable``."""
+"""The CLI's way to the daemon API: the daemon owns DuckDB, so case, change and audit
+commands go through it. An error body's ``type`` comes back as the same exception
+class the daemon raised (``errors.from_type``), with the daemon's reason; a daemon
+that does not answer is ``DaemonUnavailable``."""
 
 from __future__ import annotations
 
 import getpass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from appliance import errors
-from appliance.api.body import USER_HEADER
-from appliance.settings import Settings
+from appliance.headers import USER_HEADER
 
-_BY_STATUS: dict[int, type[errors.TraceholdError]] = {
-    400: errors.InvalidRequest, 403: errors.Forbidden, 404: errors.NotFound,
-    409: errors.Conflict, 413: errors.ContentTooLarge, 503: errors.StoreUnavailable}
+if TYPE_CHECKING:
+    from appliance.settings import Settings
+
 
 
 def cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
+
+
+def error_from(r: httpx.Response) -> errors.TraceholdError:
+    try:
+        body = r.json()
+        reason, type_ = body["error"], body.get("type")
+    except (ValueError, KeyError, TypeError):
+        reason, type_ = r.text[:500] or r.reason_phrase, None
+    return errors.from_type(type_, r.status_code)(f"{reason} (HTTP {r.status_code})")
 
 
 class DaemonClient:
@@ -38,12 +47,7 @@ class DaemonClient:
                 f"the Tracehold daemon does not answer at {self.base} ({exc}); "
                 "is the stack up? (`tracehold up --detach`)") from exc
         if r.status_code >= 400:
-            try:
-                reason = r.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                reason = r.text[:500] or r.reason_phrase
-            raise _BY_STATUS.get(r.status_code, errors.TraceholdError)(
-                f"{reason} (HTTP {r.status_code})")
+            raise error_from(r)
         return r
 
     def json(self, method: str, path: str, **kw: Any) -> Any:

@@ -4,16 +4,18 @@ from the DuckDB file (no other process holds it then)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from appliance.audit.record import daemon_running, local_records
-from appliance.casework.client import DaemonClient
-from appliance.casework.cliutil import DataDir, JsonOpt, emit, settings
-from appliance.casework.services import Records
+from appliance.cli.audit_record import daemon_running
+from appliance.cli.client import DaemonClient
+from appliance.cli.output import DataDir, JsonOpt, emit, settings
 from appliance.errors import TraceholdError
-from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.records import Records
+    from appliance.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 
@@ -22,7 +24,9 @@ def _ask(s: Settings, path: str, params: dict[str, Any],
          local: Callable[[Records], Any]) -> Any:
     if daemon_running(s):
         return DaemonClient(s).json("GET", path, params=params)
-    with local_records(s) as records:
+    from appliance.records import opened
+
+    with opened(s) as records:
         return local(records)
 
 

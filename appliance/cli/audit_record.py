@@ -9,27 +9,15 @@ If neither works the caller gets an error to report; the key change has happened
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from appliance.casework.client import DaemonClient, cli_actor
-from appliance.casework.services import Records, records_for
+from appliance.cli.client import DaemonClient, cli_actor
 from appliance.errors import DaemonUnavailable, TraceholdError
-from appliance.settings import Settings
 from appliance.stack import state
-from appliance.store.spans import SpanStore
 
-
-@contextlib.contextmanager
-def local_records(s: Settings) -> Iterator[Records]:
-    """The record stores on the DuckDB file, for when no daemon owns it."""
-    store = SpanStore(s.span_db)
-    try:
-        yield records_for(store, s)
-    finally:
-        store.close()
+if TYPE_CHECKING:
+    from appliance.settings import Settings
 
 
 def daemon_running(s: Settings) -> bool:
@@ -46,7 +34,9 @@ def record(s: Settings, action: str, subject: str, details: dict[str, Any]) -> d
     except DaemonUnavailable:
         if daemon_running(s):
             raise
-    with local_records(s) as records:
+    from appliance.records import opened  # DuckDB loads only for this fallback
+
+    with opened(s) as records:
         return records.audit.append(actor, action, subject, details)
 
 

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from appliance.casework.client import DaemonClient
-from appliance.casework.cliutil import DataDir, JsonOpt, emit, settings, write_atomic
+from appliance.cases.model import Case
+from appliance.cli.client import DaemonClient
+from appliance.cli.output import DataDir, JsonOpt, emit, settings, write_atomic
 from appliance.errors import InvalidRequest
 
 app = typer.Typer(no_args_is_help=True, help="Cases: GenAI incidents with evidence, RCA "
@@ -19,26 +20,32 @@ def _client(data_dir: Path | None) -> DaemonClient:
     return DaemonClient(settings(data_dir))
 
 
-def _summary(c: dict[str, Any]) -> str:
-    return (f"{c['id']:14} {c['status']:13} {c['service']:20} {c['failure_type']:24} "
-            f"{c['opened_at']}  {c.get('assignee') or '-'}")
+def _case(data_dir: Path | None, method: str, path: str,
+          body: dict[str, Any] | None = None) -> Case:
+    """The daemon's answer, read into ``Case`` (it answers every case action with one)."""
+    kw = {} if body is None else {"json": body}
+    return Case.model_validate(_client(data_dir).json(method, path, **kw))
 
 
-def _detail(c: dict[str, Any]) -> list[str]:
-    lines = [_summary(c), f"  title:       {c['title']}",
-             f"  onset:       {c['onset_at']}   occurrences: {c['occurrences']}",
-             f"  root cause:  {c['root_cause'] or '-'}   confidence: {c['confidence']}"]
-    lines += [f"  signal:      {s['name']} = {s['value']} (baseline {s['baseline']}, "
-              f"{s['window'] or '-'})" for s in c["signals"]]
-    lines += [f"  trace:       {t}" for t in c["trace_ids"][:10]]
-    lines += [f"  hypothesis {h['rank']}: {h['cause']} ({h['confidence']})"
-              for h in c["hypotheses"]]
-    lines += [f"  fix:         {f['title']}" for f in c["suggested_fixes"]]
-    res = c["resolution"]
-    if res["resolved_at"]:
-        lines.append(f"  resolved:    {res['resolved_at']}: {res['root_cause']} / "
-                     f"{res['fix_applied']}   verified: {res['verified_at'] or '-'}")
-    lines += [f"  {e['at']}  {e['actor']:24} {e['action']}" for e in c.get("timeline", [])]
+def _summary(c: Case) -> str:
+    return (f"{c.id:14} {c.status:13} {c.service:20} {c.failure_type:24} "
+            f"{c.opened_at}  {c.assignee or '-'}")
+
+
+def _detail(c: Case) -> list[str]:
+    lines = [_summary(c), f"  title:       {c.title}",
+             f"  onset:       {c.onset_at}   occurrences: {c.occurrences}",
+             f"  root cause:  {c.root_cause or '-'}   confidence: {c.confidence}"]
+    lines += [f"  signal:      {s.name} = {s.value} (baseline {s.baseline}, "
+              f"{s.window or '-'})" for s in c.signals]
+    lines += [f"  trace:       {t}" for t in c.trace_ids[:10]]
+    lines += [f"  hypothesis {h.rank}: {h.cause} ({h.confidence})" for h in c.hypotheses]
+    lines += [f"  fix:         {f.title}" for f in c.suggested_fixes]
+    res = c.resolution
+    if res.resolved_at:
+        lines.append(f"  resolved:    {res.resolved_at}: {res.root_cause} / "
+                     f"{res.fix_applied}   verified: {res.verified_at or '-'}")
+    lines += [f"  {e.at}  {e.actor:24} {e.action}" for e in c.timeline or []]
     return lines
 
 
@@ -53,15 +60,17 @@ def list_cases(
     """List cases, newest first."""
     params = {k: v for k, v in (("status", status), ("service", service),
                                 ("failure_type", failure_type)) if v is not None}
-    cases = _client(data_dir).json("GET", "/api/v1/cases", params=params)["cases"]
-    emit(cases, as_json, [_summary(c) for c in cases] or ["no cases"])
+    cases = [Case.model_validate(c) for c in
+             _client(data_dir).json("GET", "/api/v1/cases", params=params)["cases"]]
+    emit([c.model_dump(mode="json") for c in cases], as_json,
+         [_summary(c) for c in cases] or ["no cases"])
 
 
 @app.command()
 def show(case_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """One case with signals, RCA, resolution and timeline."""
-    case = _client(data_dir).json("GET", f"/api/v1/cases/{case_id}")
-    emit(case, as_json, _detail(case))
+    case = _case(data_dir, "GET", f"/api/v1/cases/{case_id}")
+    emit(case.model_dump(mode="json"), as_json, _detail(case))
 
 
 @app.command("open")
@@ -76,9 +85,9 @@ def open_case(
     """Open a case by hand (e.g. from a trace); joins an open case with the same signature."""
     body = {"service": service, "failure_type": failure_type, "trace_ids": trace_id or [],
             "title": title, "signature": signature}
-    case = _client(data_dir).json("POST", "/api/v1/cases", json=body)
-    verb = "joined open case" if case["deduplicated"] else "opened"
-    emit(case, as_json, [f"{verb} {case['id']}"])
+    case = _case(data_dir, "POST", "/api/v1/cases", body)
+    verb = "joined open case" if case.deduplicated else "opened"
+    emit(case.model_dump(mode="json"), as_json, [f"{verb} {case.id}"])
 
 
 @app.command()
@@ -87,9 +96,9 @@ def assign(case_id: str,
            = None,
            data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Assign a case."""
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/assign",
-                                  json={"assignee": to})
-    emit(case, as_json, [f"{case['id']} assigned to {case['assignee'] or 'nobody'}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/assign", {"assignee": to})
+    emit(case.model_dump(mode="json"), as_json,
+         [f"{case.id} assigned to {case.assignee or 'nobody'}"])
 
 
 @app.command()
@@ -99,17 +108,17 @@ def status(case_id: str,
            reason: Annotated[str | None, typer.Option()] = None,
            data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Move a case to another status (resolve and verify have their own commands)."""
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/status",
-                                  json={"status": new_status, "reason": reason})
-    emit(case, as_json, [f"{case['id']} is {case['status']}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/status",
+                 {"status": new_status, "reason": reason})
+    emit(case.model_dump(mode="json"), as_json, [f"{case.id} is {case.status}"])
 
 
 @app.command()
 def note(case_id: str, text: Annotated[str, typer.Option("--text")],
          data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Add a note to a case."""
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/notes", json={"text": text})
-    emit(case, as_json, [f"note added to {case['id']}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/notes", {"text": text})
+    emit(case.model_dump(mode="json"), as_json, [f"note added to {case.id}"])
 
 
 @app.command()
@@ -118,9 +127,9 @@ def resolve(case_id: str,
             fix: Annotated[str, typer.Option("--fix", help="The fix applied")],
             data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Resolve a case with its confirmed root cause and the fix applied."""
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/resolve",
-                                  json={"root_cause": root_cause, "fix_applied": fix})
-    emit(case, as_json, [f"{case['id']} is {case['status']}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/resolve",
+                 {"root_cause": root_cause, "fix_applied": fix})
+    emit(case.model_dump(mode="json"), as_json, [f"{case.id} is {case.status}"])
 
 
 def _check(spec: str) -> dict[str, Any]:
@@ -138,9 +147,9 @@ def _check(spec: str) -> dict[str, Any]:
 @app.command()
 def check(case_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Verify now: the case's detector judges the current window (verified or reopened)."""
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/check")
-    last = case["verifications"][-1] if case.get("verifications") else {}
-    emit(case, as_json, [f"{case['id']} is {case['status']}: {last.get('detail', '')}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/check")
+    detail = case.verifications[-1].detail if case.verifications else None
+    emit(case.model_dump(mode="json"), as_json, [f"{case.id} is {case.status}: {detail or ''}"])
 
 
 @app.command()
@@ -154,8 +163,8 @@ def verify(case_id: str,
     """Record a verification check: passed -> verified, failed -> investigating again."""
     body = {"back_to_baseline": passed, "checks": [_check(c) for c in check or []],
             "detail": detail}
-    case = _client(data_dir).json("POST", f"/api/v1/cases/{case_id}/verify", json=body)
-    emit(case, as_json, [f"{case['id']} is {case['status']}"])
+    case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/verify", body)
+    emit(case.model_dump(mode="json"), as_json, [f"{case.id} is {case.status}"])
 
 
 @app.command()

@@ -1,18 +1,18 @@
-"""What the casework commands share with ``appliance.cli`` without importing it
-(``python -m appliance.cli`` runs it as __main__; importing it again would
-re-execute it): ``register`` hands over its ``emit`` and ``current_settings``."""
+"""What every command shares: the ``--data-dir`` and ``--json`` options, the settings
+they resolve to, one way to print, and whole-or-nothing file writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from appliance.settings import Settings
+if TYPE_CHECKING:
+    from appliance.settings import Settings
 
 DataDir = Annotated[
     Path | None,
@@ -21,21 +21,22 @@ DataDir = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
-_hooks: dict[str, Callable[..., Any]] = {}
-
-
-def install(emit_fn: Callable[[Any, bool, list[str]], None],
-            settings_fn: Callable[[Path | None], Settings]) -> None:
-    _hooks.update(emit=emit_fn, settings=settings_fn)
-
 
 def emit(data: Any, as_json: bool, lines: list[str]) -> None:
-    _hooks["emit"](data, as_json, lines)
+    """One way every read command prints: JSON for machines, lines for people."""
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for line in lines:
+            typer.echo(line)
 
 
-def settings(data_dir: Path | None) -> Settings:
-    s: Settings = _hooks["settings"](data_dir)
-    return s
+def settings(data_dir: Path | None, **overrides: Any) -> Settings:
+    """The settings a command talks to: a running stack's effective ones for that data
+    folder if there is one, else resolved from flags, environment, config.toml."""
+    from appliance.settings import resolve
+
+    return resolve(data_dir, running=True, **overrides)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from appliance.casework.client import DaemonClient
-from appliance.casework.cliutil import DataDir, JsonOpt, emit, settings, write_atomic
+from appliance.cli.client import DaemonClient
+from appliance.cli.output import DataDir, JsonOpt, emit, settings, write_atomic
 
 
 def report_cmd(

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from appliance.casework.cliutil import DataDir, JsonOpt, emit
+from appliance.cli.output import DataDir, JsonOpt, emit
 from appliance.errors import TraceholdError
-from appliance.export.verify import verify_export
-from appliance.settings import Settings
 
 
 def verify_export_cmd(
@@ -21,9 +19,12 @@ def verify_export_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Check a case export offline: every file's hash, the signature, the audit chain proof."""
+    from appliance.export.verify import verify_export
+    from appliance.settings import resolve
+
     # --data-dir (given, not defaulted) pins the signer to that appliance's public key
     if public_key is None and data_dir is not None:
-        public_key = Settings(data_dir=data_dir).audit_public_key_file
+        public_key = resolve(data_dir).audit_public_key_file
         if not public_key.exists():
             raise TraceholdError(f"no public key at {public_key}; pass --public-key")
     trusted = public_key.read_bytes() if public_key else None

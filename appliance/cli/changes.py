@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from appliance.casework.client import DaemonClient
-from appliance.casework.cliutil import DataDir, JsonOpt, emit, settings
+from appliance.cli.client import DaemonClient
+from appliance.cli.output import DataDir, JsonOpt, emit, settings
 
 app = typer.Typer(no_args_is_help=True, help="Change events: deploys, prompt templates, "
                                              "index refreshes, model swaps, config.")

@@ -4,31 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from appliance.api.body import actor_of, json_body
-from appliance.casework.services import records_for
+from appliance.api.state import records_of
 from appliance.changes.store import ChangeIn
 from appliance.times import optional_time
 
-router = APIRouter(prefix="/api/v1/changes", tags=["changes"])
 
-
-@router.post("", summary="Record a change event (deploy, prompt_template, index_refresh, "
-                         "model_swap, config)", status_code=201)
 async def record(request: Request) -> JSONResponse:
     body = await json_body(request, ChangeIn)
-    records = records_for(request.app.state.store)
+    records = records_of(request)
     event = await run_in_threadpool(records.changes.record, body, actor_of(request))
     return JSONResponse(event, status_code=201)
 
 
-@router.get("", summary="Change events, newest first; since/until are ISO 8601")
 def list_changes(request: Request, service: str | None = None, since: str | None = None,
                  until: str | None = None,
                  limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> dict[str, Any]:
-    records = records_for(request.app.state.store)
+    records = records_of(request)
     return {"changes": records.changes.list(service, optional_time(since, "since"),
                                             optional_time(until, "until"), limit)}

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from appliance.demo.runner import Options
+from appliance.cli.output import DataDir, emit, settings
 from appliance.demo.scenarios import ScenarioName
 
 
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
-
-
 def demo(
-    data_dir: Annotated[Path | None, typer.Option(
-        "--data-dir", envvar="TRACEHOLD_DATA_DIR",
-        help="Data folder (default ~/.tracehold)")] = None,
+    data_dir: DataDir = None,
     rate: Annotated[float, typer.Option(help="Traces per second (the daily mean with "
                                              "--daily-shape)")] = 2.0,
     duration: Annotated[float | None, typer.Option(
@@ -40,15 +33,14 @@ def demo(
 
     The scenario's onset is appended to <data_dir>/run/demo-scenarios.jsonl as ground truth.
     """
-    from appliance.cli import current_settings, emit
-    from appliance.demo.runner import run_against
+    from appliance.demo.runner import Options, run_against
     from appliance.errors import StackError
     from appliance.stack import state
 
     opts = Options(rate=rate, duration=duration, seed=seed, scenario=scenario, at=at,
                    service=service, daily_shape=daily_shape)
     opts.check()
-    s = current_settings(data_dir)
+    s = settings(data_dir)
     if state.read(s.state_file) is None:
         raise StackError("the stack is not running; start it with `tracehold up`")
     summary = run_against(s, opts, lambda line: typer.echo(line, err=as_json))

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from appliance.api.body import actor_of
-from appliance.casework.services import Records, records_for
+from appliance.api.state import records_of
 from appliance.errors import InvalidRequest
+from appliance.records import Records
 from appliance.report import compliance
 from appliance.times import parse_time
 
-router = APIRouter(prefix="/api/v1/report", tags=["report"])
 FORMATS = ("json", "html", "pdf")
 
 
@@ -24,14 +24,13 @@ def _report(records: Records, start: str, end: str, fmt: str, actor: str) -> dic
     return report
 
 
-@router.get("", summary="Compliance report for [from, to) (ISO 8601)", response_model=None)
 async def report(request: Request, start: str | None = Query(None, alias="from"),
                  end: str | None = Query(None, alias="to"), format: str = "json") -> Any:
     if not start or not end:
         raise InvalidRequest("from and to are required (ISO 8601)")
     if format not in FORMATS:
         raise InvalidRequest(f"format must be one of {', '.join(FORMATS)}")
-    records = records_for(request.app.state.store)
+    records = records_of(request)
     data = await run_in_threadpool(_report, records, start, end, format, actor_of(request))
     if format == "json":
         return data

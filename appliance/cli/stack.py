@@ -1,66 +1,35 @@
-"""The `tracehold` command. Commands are thin: build the library object, call it,
-turn a TraceholdError into a clean message and a non-zero exit. Every read
-command takes --json."""
+"""Commands that run the appliance: setup, up, down, status, logs, send-test-trace,
+validate."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from appliance import settings as settings_mod
+from appliance.cli.output import DataDir, JsonOpt, emit, settings
 from appliance.errors import StackError, TraceholdError
-from appliance.secrets import SecretsFile
-from appliance.settings import Profile, Settings
-from appliance.stack import render, state
+from appliance.settings import Profile
 
-app = typer.Typer(
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Tracehold: a self-hosted GenAI observability appliance.",
-)
-keys_app = typer.Typer(no_args_is_help=True, help="API keys for the OTLP and query listeners.")
-app.add_typer(keys_app, name="keys")
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="TRACEHOLD_DATA_DIR",
-                 help="Data folder (default ~/.tracehold)"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+if TYPE_CHECKING:
+    from appliance.settings import Settings
 
 
-def emit(data: Any, as_json: bool, lines: list[str]) -> None:
-    """One way every read command prints: JSON for machines, lines for people."""
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    else:
-        for line in lines:
-            typer.echo(line)
-
-
-def current_settings(data_dir: Path | None) -> Settings:
-    """A running stack's resolved settings if there is one, else from the sources."""
-    base = settings_mod.load(data_dir=data_dir)
-    if base.effective_file.exists():
-        return Settings.load_effective(base.data_dir)
-    return base
-
-
-@app.command()
-def setup(force: Annotated[bool, typer.Option(help="Rebuild the collector")] = False) -> None:
+def setup(
+    force: Annotated[bool, typer.Option(help="Rebuild the collector")] = False,
+    data_dir: DataDir = None,
+) -> None:
     """Install the component binaries (collector build, Prometheus, VictoriaMetrics)."""
     from appliance import install
+    from appliance.settings import resolve
 
-    install.setup(settings_mod.load().bin_dir, progress=typer.echo, force=force)
+    install.setup(resolve(data_dir).bin_dir, progress=typer.echo, force=force)
 
 
-@app.command()
 def up(
     data_dir: DataDir = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background")] = False,
@@ -73,7 +42,13 @@ def up(
                                               show_default=False)] = None,
 ) -> None:
     """Start the stack (collector, Prometheus, VictoriaMetrics, Envoy, daemon)."""
-    s = settings_mod.load(data_dir=data_dir, profile=profile, bind_address=bind, demo=demo)
+    from appliance.cli.audit_record import key_change
+    from appliance.cli.users import ensure_first_user
+    from appliance.secrets import SecretsFile
+    from appliance.settings import resolve
+    from appliance.stack import state
+
+    s = resolve(data_dir, profile=profile, bind_address=bind, demo=demo)
     if free_ports:
         s.ports = s.ports.free()
     elif port_offset:
@@ -83,12 +58,8 @@ def up(
     new_key = SecretsFile(s.secrets_file).ensure_initial_key()
     if new_key is not None:
         typer.echo(f"First API key (shown once; kept 0600 in {s.secrets_file}):\n  {new_key.key}")
-        from appliance.audit.record import key_change  # no stack runs yet: written locally
-
-        key_change(s, "keys.create", new_key.id, new_key.name)
-    from appliance.users_cli import ensure_first_user  # console user 'admin', once
-
-    ensure_first_user(s, typer.echo)
+        key_change(s, "keys.create", new_key.id, new_key.name)  # no stack yet: written locally
+    ensure_first_user(s, typer.echo)  # console user 'admin', once
     if not detach:
         from appliance.stack.manager import StackManager
 
@@ -99,10 +70,12 @@ def up(
 
 def _detach(s: Settings, timeout: float) -> None:
     """Start `up` in a new session, report progress until healthy, and return."""
+    from appliance.stack import state
+
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     s.state_file.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "appliance.cli", "up", "--data-dir", str(s.data_dir),
+    args = [sys.executable, "-m", "appliance", "up", "--data-dir", str(s.data_dir),
             "--profile", str(s.profile), "--bind", s.bind_address, *(["--demo"] if s.demo else [])]
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
@@ -129,11 +102,12 @@ def _detach(s: Settings, timeout: float) -> None:
     raise StackError(f"the stack was not healthy within {timeout:.0f}s; see `tracehold logs`")
 
 
-@app.command()
 def down(data_dir: DataDir = None,
          timeout: Annotated[float, typer.Option(help="Seconds to wait")] = 60) -> None:
     """Stop a running stack."""
-    s = current_settings(data_dir)
+    from appliance.stack import state
+
+    s = settings(data_dir)
     st = state.read(s.state_file)
     if st is None:
         typer.echo("not running")
@@ -148,13 +122,11 @@ def down(data_dir: DataDir = None,
     typer.echo("stopped")
 
 
-@app.command()
 def status(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     """Components with pid, port, health and uptime; endpoints; spans stored."""
     from appliance.status import collect
 
-    s = current_settings(data_dir)
-    data = collect(s)
+    data = collect(settings(data_dir))
     lines = [f"running: {data['running']}   profile: {data.get('profile', '-')}"]
     for c in data["components"]:
         lines.append(f"  {c['name']:16} {c['status']:18} pid {c['pid'] or '-':>7}  "
@@ -167,7 +139,6 @@ def status(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
         raise typer.Exit(1)
 
 
-@app.command()
 def logs(
     component: Annotated[str, typer.Argument(help="collector, prometheus, victoriametrics, "
                                                   "envoy, daemon or supervisor")],
@@ -176,7 +147,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
 ) -> None:
     """Print a component's log."""
-    s = current_settings(data_dir)
+    s = settings(data_dir)
     path = s.log_dir / f"{component}.log"
     if not path.exists():
         raise TraceholdError(f"no log for {component!r} in {s.log_dir}")
@@ -184,7 +155,6 @@ def logs(
     raise typer.Exit(subprocess.call(argv))
 
 
-@app.command("send-test-trace")
 def send_test_trace(
     data_dir: DataDir = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the series")] = 60,
@@ -193,18 +163,19 @@ def send_test_trace(
     """Send a GenAI test trace through Envoy and wait for its derived series."""
     from appliance.testtrace import run
 
-    s = current_settings(data_dir)
-    result = run(s, timeout=timeout, progress=(lambda _: None) if as_json else typer.echo)
+    result = run(settings(data_dir), timeout=timeout,
+                 progress=(lambda _: None) if as_json else typer.echo)
     emit(result, as_json, [f"{k}: {v}" for k, v in result.items() if k != "series"]
          + [f"  {line}" for line in result["series"]])
 
 
-@app.command()
 def validate(data_dir: DataDir = None) -> None:
     """Check settings and rendered configs (collector included) without starting anything."""
-    from appliance.stack import components
+    from appliance.secrets import SecretsFile
+    from appliance.settings import resolve
+    from appliance.stack import components, render
 
-    s = settings_mod.load(data_dir=data_dir)
+    s = resolve(data_dir)
     keys = SecretsFile(s.secrets_file).load().api_keys
     with_tmp = s.model_copy(update={"data_dir": s.data_dir / "run" / "validate"})
     rendered = render.write_all(with_tmp, keys)
@@ -218,66 +189,7 @@ def validate(data_dir: DataDir = None) -> None:
     typer.echo("configuration valid")
 
 
-@keys_app.command("list")
-def keys_list(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
-    """List API keys (masked)."""
-    s = current_settings(data_dir)
-    keys = [k.public() for k in SecretsFile(s.secrets_file).load().api_keys]
-    emit(keys, as_json, [f"{k['id']:14} {k['name']:20} {k['key']:18} "
-                         f"{'active' if k['active'] else 'revoked ' + str(k['revoked_at'])}"
-                         for k in keys])
-
-
-@keys_app.command("create")
-def keys_create(
-    name: Annotated[str, typer.Option("--name", help="What the key is for")],
-    data_dir: DataDir = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Create a key; it is printed once and never shown again."""
-    s = current_settings(data_dir)
-    secrets = SecretsFile(s.secrets_file)
-    key = secrets.create(name)
-    _apply_keys(s, secrets)
-    from appliance.audit.record import key_change  # via the daemon if it runs
-
-    key_change(s, "keys.create", key.id, key.name)
-    emit({"id": key.id, "key": key.key}, as_json, [f"id:  {key.id}", f"key: {key.key}",
-                                                 "(shown once; store it now)"])
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: str, data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
-    """Revoke a key; Envoy refuses it within a second or two."""
-    s = current_settings(data_dir)
-    secrets = SecretsFile(s.secrets_file)
-    key = secrets.revoke(key_id)
-    _apply_keys(s, secrets)
-    from appliance.audit.record import key_change  # via the daemon if it runs
-
-    key_change(s, "keys.revoke", key.id, key.name)
-    emit(key.public(), as_json, [f"revoked {key.id} ({key.name})"])
-
-
-def _apply_keys(s: Settings, secrets: SecretsFile) -> None:
-    """A running Envoy watches its listener file; rewriting it applies the change."""
-    if (s.run_dir / "envoy").exists():
-        render.write_listeners(s, secrets.load().api_keys)
-
-
-# -- command registrations from other modules (one line each) --
-__import__("appliance.users_cli", fromlist=["register"]).register(app)
-__import__("appliance.demo.cli", fromlist=["register"]).register(app)
-__import__("appliance.casework.cli", fromlist=["register"]).register(app, emit, current_settings)
-
-
-def main() -> None:
-    try:
-        app()
-    except TraceholdError as exc:
-        typer.echo(f"Error: {exc.message}", err=True)
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    for command in (setup, up, down, status, logs, validate):
+        app.command()(command)
+    app.command("send-test-trace")(send_test_trace)

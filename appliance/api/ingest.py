@@ -1,0 +1,80 @@
+"""``POST /v1/traces``: OTLP/HTTP trace export, protobuf or JSON, gzip or plain.
+
+It answers 200 only after the batch is committed to DuckDB, so the collector's
+on-disk queue keeps anything not yet stored. A transient store failure answers 503
+(the collector retries); a body that can never be stored answers 4xx with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from appliance import errors
+from appliance.api.body import read_limited
+from appliance.api.state import limits_of, store_of
+from appliance.ingest.decode import decode_body
+from appliance.ingest.limits import IngestLimits
+from appliance.ingest.rows import to_rows
+from appliance.store.spans import SpanStore
+
+
+class IngestCounters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = self.spans_received = self.spans_new = self.spans_rejected = 0
+        self.last_ingest: datetime | None = None
+
+    def add(self, received: int, new: int, rejected: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.spans_received += received
+            self.spans_new += new
+            self.spans_rejected += rejected
+            self.last_ingest = datetime.now(UTC)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "spans_received": self.spans_received,
+                "spans_new": self.spans_new, "spans_rejected": self.spans_rejected}
+
+
+def counters_of(request: Request) -> IngestCounters:
+    counters: IngestCounters = request.app.state.counters
+    return counters
+
+
+def _ingest(store: SpanStore, body: bytes, content_type: str | None,
+            encoding: str | None, limits: IngestLimits) -> tuple[int, int, int]:
+    request = decode_body(body, content_type, encoding, limits)
+    batch = to_rows(request, limits, datetime.now(UTC))
+    new = store.insert(batch.rows) if batch.rows else 0
+    return len(batch.rows), new, batch.rejected_spans
+
+
+def _otlp_response(content_type: str, rejected: int) -> Response:
+    msg = ExportTraceServiceResponse()
+    if rejected:
+        msg.partial_success.rejected_spans = rejected
+        msg.partial_success.error_message = "spans without a valid trace or span id"
+    if "json" in content_type:
+        body = {"partialSuccess": {"rejectedSpans": rejected,
+                                   "errorMessage": msg.partial_success.error_message}}
+        return JSONResponse(body if rejected else {})
+    return Response(msg.SerializeToString(), media_type="application/x-protobuf")
+
+
+async def ingest(request: Request) -> Response:
+    limits = limits_of(request)
+    content_type = request.headers.get("content-type", "")
+    body = await read_limited(request, limits.max_body_bytes, errors.PayloadTooLarge)
+    received, new, rejected = await run_in_threadpool(
+        _ingest, store_of(request), body, content_type,
+        request.headers.get("content-encoding"), limits)
+    counters_of(request).add(received, new, rejected)
+    return _otlp_response(content_type, rejected)

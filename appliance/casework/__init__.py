@@ -1,2 +1,0 @@
-"""Wiring for the stores that keep records in the daemon's DuckDB (audit log, change
-events, cases) and their API routes, CLI commands and background work."""
