@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from appliance.cli.output import DataDir, JsonOpt, emit, settings
-from appliance.errors import StackError, TraceholdError
+from appliance.errors import ConfigError, StackError, TraceholdError
 from appliance.settings import Profile
 
 if TYPE_CHECKING:
@@ -169,24 +169,28 @@ def send_test_trace(
          + [f"  {line}" for line in result["series"]])
 
 
-def validate(data_dir: DataDir = None) -> None:
-    """Check settings and rendered configs (collector included) without starting anything."""
+def validate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Check settings and dry-run every component's config with its own checker
+    (collector validate, promtool check config, envoy --mode validate) without
+    starting anything."""
+    from dataclasses import asdict
+
     from appliance.secrets import SecretsFile
     from appliance.settings import resolve
-    from appliance.stack import components, render
+    from appliance.stack.validate import validate as validate_configs
 
     s = resolve(data_dir)
-    keys = SecretsFile(s.secrets_file).load().api_keys
-    with_tmp = s.model_copy(update={"data_dir": s.data_dir / "run" / "validate"})
-    rendered = render.write_all(with_tmp, keys)
-    specs = components.build(with_tmp, rendered)
-    components.check_binaries(specs)
-    collector = next(sp for sp in specs if sp.name == "collector")
-    out = subprocess.run([str(collector.binary), "validate", f"--config=file:{rendered.collector}"],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise TraceholdError(f"collector config invalid:\n{out.stderr.strip()}")
-    typer.echo("configuration valid")
+    checks = validate_configs(s, SecretsFile(s.secrets_file).load().api_keys)
+    failed = [c.name for c in checks if not c.ok]
+    lines = []
+    for c in checks:
+        first, *rest = c.message.splitlines() or [""]
+        lines.append(f"{c.name:16} {'ok' if c.ok else 'FAILED':6} {first}")
+        lines += [f"    {line}" for line in rest]
+    lines.append("configuration invalid" if failed else "configuration valid")
+    emit({"ok": not failed, "checks": [asdict(c) for c in checks]}, as_json, lines)
+    if failed:
+        raise ConfigError(f"configuration invalid: {', '.join(failed)}")
 
 
 def register(app: typer.Typer) -> None:

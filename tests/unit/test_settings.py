@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,14 @@ def test_invalid_settings_are_a_config_error_naming_the_field(
     (tmp_path / "config.toml").write_text("span_retention_days = [\n")
     with pytest.raises(ConfigError, match="unreadable"):
         resolve(tmp_path)
+
+
+@pytest.mark.parametrize("command", [["status", "--json"], ["validate"], ["keys", "list"]])
+def test_cli_names_the_bad_field_and_exits_1(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "config.toml").write_text("span_retention_days = 0\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEHOLD_")}
+    out = subprocess.run([sys.executable, "-m", "appliance", *command, "--data-dir",
+                          str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1, out
+    assert out.stderr.startswith("Error: invalid settings: span_retention_days")
+    assert "Traceback" not in out.stderr
