@@ -81,9 +81,9 @@ def _detach(s: Settings, timeout: float) -> None:
     # picks them once, here.
     env = {**os.environ, **{f"TRACEHOLD_PORTS__{k.upper()}": str(v)
                             for k, v in s.ports.model_dump().items()}}
-    log = open(s.log_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
-    child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True, env=env)
+    with open(s.log_dir / "supervisor.log", "ab") as log:  # the child keeps its own copy
+        child = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True, env=env)
     deadline, seen = time.monotonic() + timeout, set()
     while time.monotonic() < deadline:
         if child.poll() is not None:
