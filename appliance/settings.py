@@ -378,6 +378,12 @@ def resolve(data_dir: Path | None = None, *, running: bool = False,
     if data_dir is not None:
         given["data_dir"] = data_dir
     try:
+        # A running stack's folder is known without building every source (fast
+        # `status`), unless a named config file might move the folder itself.
+        folder = data_dir or data_dir_default()
+        if running and not os.environ.get("TRACEHOLD_CONFIG") and \
+                (folder / "run" / "effective-settings.json").exists():
+            return Settings.load_effective(folder)
         s = Settings(**given)
         if running and s.effective_file.exists():
             return Settings.load_effective(s.data_dir)

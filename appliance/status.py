@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from typing import Any
-
-import httpx
 
 from appliance.settings import Settings
 from appliance.stack import state
 
+# The standard library's client: `status` is run in loops (`watch tracehold status`), so
+# it loads no HTTP library; no proxy from the environment applies to loopback.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 def daemon_stats(s: Settings) -> dict[str, Any] | None:
+    url = f"http://127.0.0.1:{s.ports.daemon}/api/v1/stats"
     try:
-        r = httpx.get(f"http://127.0.0.1:{s.ports.daemon}/api/v1/stats", timeout=3,
-                      trust_env=False)
-        r.raise_for_status()
-        data: dict[str, Any] = r.json()
+        with _OPENER.open(url, timeout=3) as r:
+            data: dict[str, Any] = json.loads(r.read())
         return data
-    except (httpx.HTTPError, ValueError):
+    except (OSError, ValueError):  # URLError and HTTPError are OSErrors
         return None
 
 

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.cli.client import DaemonClient, cli_actor
 from appliance.errors import DaemonUnavailable, TraceholdError
-from appliance.stack import state
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
 
 
 def daemon_running(s: Settings) -> bool:
+    from appliance.stack import state  # the component declarations load only when asked
+
     return state.read(s.state_file) is not None
 
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from appliance.cases.model import Case
 from appliance.cli.client import DaemonClient
 from appliance.cli.output import DataDir, JsonOpt, emit, settings, write_atomic
 from appliance.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from appliance.cases.model import Case
 
 app = typer.Typer(no_args_is_help=True, help="Cases: GenAI incidents with evidence, RCA "
                                              "and resolution.")
@@ -23,6 +25,8 @@ def _client(data_dir: Path | None) -> DaemonClient:
 def _case(data_dir: Path | None, method: str, path: str,
           body: dict[str, Any] | None = None) -> Case:
     """The daemon's answer, read into ``Case`` (it answers every case action with one)."""
+    from appliance.cases.model import Case  # pydantic loads only for case commands
+
     kw = {} if body is None else {"json": body}
     return Case.model_validate(_client(data_dir).json(method, path, **kw))
 
@@ -60,6 +64,8 @@ def list_cases(
     """List cases, newest first."""
     params = {k: v for k, v in (("status", status), ("service", service),
                                 ("failure_type", failure_type)) if v is not None}
+    from appliance.cases.model import Case
+
     cases = [Case.model_validate(c) for c in
              _client(data_dir).json("GET", "/api/v1/cases", params=params)["cases"]]
     emit([c.model_dump(mode="json") for c in cases], as_json,

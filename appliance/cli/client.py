@@ -8,12 +8,12 @@ from __future__ import annotations
 import getpass
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from appliance import errors
 from appliance.headers import USER_HEADER
 
 if TYPE_CHECKING:
+    import httpx
+
     from appliance.settings import Settings
 
 
@@ -39,6 +39,8 @@ class DaemonClient:
         self.timeout = timeout
 
     def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        import httpx  # loaded by the commands that talk to the daemon, not by every one
+
         try:
             r = httpx.request(method, self.base + path, headers=self.headers,
                               timeout=self.timeout, trust_env=False, **kw)

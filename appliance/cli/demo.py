@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from appliance.cli.output import DataDir, emit, settings
-from appliance.demo.scenarios import ScenarioName
+from appliance.demo.names import ScenarioName
 
 
 def demo(

