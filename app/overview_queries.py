@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from appliance.filters import label_matchers, label_name
+from appliance.ingest.conventions import MODEL_CALL_OPERATIONS
 
-# Model calls: the operations that are a request to a model.
-MODEL_CALLS = 'gen_ai_operation_name=~"chat|text_completion|generate_content"'
+# Model calls: the operations that are a request to a model (the detectors count the same).
+MODEL_CALLS = f'gen_ai_operation_name=~"{"|".join(MODEL_CALL_OPERATIONS)}"'
 ERROR = 'status_code="STATUS_CODE_ERROR"'
 HAS_AGENT = 'gen_ai_agent_name!=""'
 

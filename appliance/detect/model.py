@@ -6,10 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-FAILURE_TYPES: tuple[str, ...] = (
-    "hallucination", "retrieval_drift", "coherence_degradation", "agent_loop",
-    "prompt_regression", "context_overflow", "provider_error", "latency_cost_regression",
-)
+from appliance.domain.taxonomy import FailureType
 
 
 @dataclass(frozen=True)
@@ -25,22 +22,25 @@ class Signal:
 
 @dataclass
 class Finding:
-    failure_type: str
+    failure_type: FailureType
     service: str
     signature: str  # one incident, one case: dedup key together with the service
     signals: list[Signal]
     trace_ids: list[str] = field(default_factory=list)
     onset_at: datetime | None = None
-    detector: str = ""
+    detector: str = ""  # who found it: the detector of its failure type unless named
     context: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.detector = self.detector or str(self.failure_type)
 
     def as_case_request(self) -> dict[str, Any]:
         """The body a case store takes to open (or add evidence to) a case."""
         return {
-            "service": self.service, "failure_type": self.failure_type,
+            "service": self.service, "failure_type": str(self.failure_type),
             "signature": self.signature, "signals": [s.as_dict() for s in self.signals],
             "trace_ids": self.trace_ids,
             "onset_at": self.onset_at.isoformat() if self.onset_at else None,
-            "detected_by": f"detector:{self.detector or self.failure_type}",
+            "detected_by": f"detector:{self.detector}",
             "context": self.context,
         }

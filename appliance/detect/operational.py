@@ -4,15 +4,24 @@ errors, latency/cost regressions (signals as DESIGN.md lists them)."""
 from __future__ import annotations
 
 from appliance.detect.model import Finding, Signal
-from appliance.detect.windows import MODEL_CALL, SEEN, Windows, compare, evidence, new_values
+from appliance.detect.windows import (
+    MODEL_CALL,
+    SEEN,
+    Windows,
+    attribute,
+    compare,
+    evidence,
+    new_values,
+)
+from appliance.domain.taxonomy import FailureType
+from appliance.ingest.conventions import MODEL_CONTEXT_WINDOW, TOOL_CALL_ARGUMENTS
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
-TOOL_ARGS = "json_extract_string(attributes, '$.\"gen_ai.tool.call.arguments\"')"
+TOOL_ARGS = attribute(TOOL_CALL_ARGUMENTS)
 REFUSAL = ("(list_contains(finish_reasons, 'content_filter') "
            "OR error_type IN ('format_error', 'refusal', 'invalid_format'))")
-WINDOW = "TRY_CAST(json_extract_string(attributes, '$.\"tracehold.model.context_window\"') " \
-         "AS DOUBLE)"
+WINDOW = f"TRY_CAST({attribute(MODEL_CONTEXT_WINDOW)} AS DOUBLE)"
 # Failures of the call itself rather than of what was asked (those have their own types).
 NOT_PROVIDER = ("'format_error', 'refusal', 'invalid_format', 'context_length_exceeded', "
                 "'max_iterations_exceeded'")
@@ -52,8 +61,8 @@ def agent_loop(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Finding]
             signals.append(Signal("repeated_tool", f"{loops[0]['tool_name']}({loops[0]['args']})",
                                   None, w.label))
         traces = list(dict.fromkeys(r["trace_id"] for r in loops))[:10]
-        out.append(Finding("agent_loop", service, f"agent_loop:{service}", signals, traces,
-                           loops[0]["t"] if loops else None, "agent_loop"))
+        out.append(Finding(FailureType.agent_loop, service, f"agent_loop:{service}", signals,
+                           traces, loops[0]["t"] if loops else None))
     return out
 
 
@@ -67,11 +76,11 @@ def prompt_regression(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[F
             continue  # refusals without a template change are not a prompt regression
         traces, onset = evidence(store, w, service, REFUSAL)
         out.append(Finding(
-            "prompt_regression", service, f"prompt_regression:{service}",
+            FailureType.prompt_regression, service, f"prompt_regression:{service}",
             [Signal("refusal_or_format_error_share", round(c.recent or 0, 3),
                     round(c.baseline or 0, 3), w.label),
              Signal("new_prompt_template_version", ", ".join(versions), None, w.label)],
-            traces, onset, "prompt_regression"))
+            traces, onset))
     return out
 
 
@@ -91,8 +100,8 @@ def context_overflow(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Fi
         if t is not None:
             signals.append(Signal("input_tokens_median", t.recent, t.baseline, w.label))
         traces, onset = evidence(store, w, service, full)
-        out.append(Finding("context_overflow", service, f"context_overflow:{service}", signals,
-                           traces, onset, "context_overflow"))
+        out.append(Finding(FailureType.context_overflow, service, f"context_overflow:{service}",
+                           signals, traces, onset))
     return out
 
 
@@ -113,12 +122,12 @@ def provider_error(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Find
         service = blast[0]["s"]
         traces, onset = evidence(store, w, provider, PROVIDER_FAILED, group="provider")
         out.append(Finding(
-            "provider_error", service, f"provider_error:{provider}",
+            FailureType.provider_error, service, f"provider_error:{provider}",
             [Signal("provider_error_share", round(c.recent or 0, 3), round(c.baseline or 0, 3),
                     w.label),
              Signal("provider", provider, None, w.label),
              Signal("services_affected", ", ".join(b["s"] for b in blast), None, w.label)],
-            traces, onset, "provider_error", {"provider": provider}))
+            traces, onset, context={"provider": provider}))
     return out
 
 
@@ -143,7 +152,6 @@ def latency_cost_regression(store: SpanStore, cfg: DetectConfig, w: Windows) -> 
         if i is not None and i.enough(cfg) and i.recent >= cfg.latency_ratio * (i.baseline or 0):  # type: ignore[operator]
             continue  # bigger inputs explain it: context growth, judged elsewhere
         traces, onset = evidence(store, w, service, MODEL_CALL)
-        out.append(Finding("latency_cost_regression", service,
-                           f"latency_cost_regression:{service}", signals, traces, onset,
-                           "latency_cost_regression"))
+        out.append(Finding(FailureType.latency_cost_regression, service,
+                           f"latency_cost_regression:{service}", signals, traces, onset))
     return out

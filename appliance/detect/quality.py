@@ -9,7 +9,17 @@ groundedness falls while retrieval holds (hallucination); retrieval falls
 from __future__ import annotations
 
 from appliance.detect.model import Finding, Signal
-from appliance.detect.windows import SEEN, Comparison, Windows, compare, evidence, new_values
+from appliance.detect.windows import (
+    SEEN,
+    Comparison,
+    Windows,
+    attribute,
+    compare,
+    evidence,
+    new_values,
+)
+from appliance.domain.taxonomy import FailureType
+from appliance.ingest.conventions import INDEX_EMBEDDING_MODEL
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
@@ -50,8 +60,8 @@ def hallucination(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Findi
         if models:
             signals.append(Signal("new_response_model", ", ".join(models), None, w.label))
         traces, onset = evidence(store, w, service, f"{GROUNDED} < {g.baseline - cfg.score_drop}")
-        out.append(Finding("hallucination", service, f"hallucination:{service}", signals,
-                           traces, onset, "hallucination"))
+        out.append(Finding(FailureType.hallucination, service, f"hallucination:{service}", signals,
+                           traces, onset))
     return out
 
 
@@ -68,14 +78,14 @@ def retrieval_drift(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Fin
         mismatch = store.read(
             f"SELECT count(*) AS n FROM spans WHERE service_name = ? AND {SEEN} >= ? "
             "AND embedding_model IS NOT NULL AND embedding_model <> "
-            "json_extract_string(attributes, '$.\"tracehold.index.embedding_model\"')",
+            f"{attribute(INDEX_EMBEDDING_MODEL)}",
             [service, w.recent_start])[0]["n"]
         if mismatch:
             signals.append(Signal("query_vs_index_embedding_mismatch", int(mismatch), 0, w.label))
         traces, onset = evidence(store, w, service,
                                  f"{RETRIEVAL} < {r.baseline - cfg.score_drop}")
-        out.append(Finding("retrieval_drift", service, f"retrieval_drift:{service}", signals,
-                           traces, onset, "retrieval_drift"))
+        out.append(Finding(FailureType.retrieval_drift, service, f"retrieval_drift:{service}",
+                           signals, traces, onset))
     return out
 
 
@@ -98,6 +108,6 @@ def coherence_degradation(store: SpanStore, cfg: DetectConfig, w: Windows) -> li
         where = (f"{COHERENCE} < {c.baseline - cfg.score_drop}" if fell >= rose and c
                  else f"{REPETITION} > {(rep.baseline or 0) + cfg.score_drop}")
         traces, onset = evidence(store, w, service, where)
-        out.append(Finding("coherence_degradation", service, f"coherence_degradation:{service}",
-                           signals, traces, onset, "coherence_degradation"))
+        out.append(Finding(FailureType.coherence_degradation, service,
+                           f"coherence_degradation:{service}", signals, traces, onset))
     return out

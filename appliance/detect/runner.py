@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from appliance.detect import operational, quality
 from appliance.detect.model import Finding
 from appliance.detect.windows import Windows
+from appliance.domain.taxonomy import FailureType
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
@@ -23,15 +24,15 @@ log = logging.getLogger("tracehold.detect")
 
 Detector = Callable[[SpanStore, DetectConfig, Windows], list[Finding]]
 
-DETECTORS: dict[str, Detector] = {
-    "hallucination": quality.hallucination,
-    "retrieval_drift": quality.retrieval_drift,
-    "coherence_degradation": quality.coherence_degradation,
-    "agent_loop": operational.agent_loop,
-    "prompt_regression": operational.prompt_regression,
-    "context_overflow": operational.context_overflow,
-    "provider_error": operational.provider_error,
-    "latency_cost_regression": operational.latency_cost_regression,
+DETECTORS: dict[FailureType, Detector] = {
+    FailureType.hallucination: quality.hallucination,
+    FailureType.retrieval_drift: quality.retrieval_drift,
+    FailureType.coherence_degradation: quality.coherence_degradation,
+    FailureType.agent_loop: operational.agent_loop,
+    FailureType.prompt_regression: operational.prompt_regression,
+    FailureType.context_overflow: operational.context_overflow,
+    FailureType.provider_error: operational.provider_error,
+    FailureType.latency_cost_regression: operational.latency_cost_regression,
 }
 
 REEMIT_S = 60.0

@@ -9,23 +9,26 @@ from typing import Any
 from appliance.detect import operational, quality
 from appliance.detect.model import Finding
 from appliance.detect.windows import MODEL_CALL, SEEN
+from appliance.domain.taxonomy import FailureType
 from appliance.store.spans import SpanStore
 
 # failure type -> (name, per-span value, which spans)
-SERIES: dict[str, tuple[str, str, str]] = {
-    "hallucination": ("groundedness", quality.GROUNDED, f"{quality.GROUNDED} IS NOT NULL"),
-    "retrieval_drift": ("retrieval_score", quality.RETRIEVAL,
-                        f"{quality.RETRIEVAL} IS NOT NULL"),
-    "coherence_degradation": ("coherence", quality.COHERENCE,
-                              f"{quality.COHERENCE} IS NOT NULL"),
-    "agent_loop": ("tool_calls_per_minute", "1.0", "tool_name IS NOT NULL"),
-    "prompt_regression": ("refusal_or_format_error_share",
-                          operational._share(operational.REFUSAL), MODEL_CALL),
-    "context_overflow": ("input_tokens", "input_tokens",
-                         f"{MODEL_CALL} AND input_tokens IS NOT NULL"),
-    "provider_error": ("provider_error_share", operational._share(operational.PROVIDER_FAILED),
-                       MODEL_CALL),
-    "latency_cost_regression": ("ttft_s", "ttft_s", f"{MODEL_CALL} AND ttft_s IS NOT NULL"),
+SERIES: dict[FailureType, tuple[str, str, str]] = {
+    FailureType.hallucination: ("groundedness", quality.GROUNDED,
+                                f"{quality.GROUNDED} IS NOT NULL"),
+    FailureType.retrieval_drift: ("retrieval_score", quality.RETRIEVAL,
+                                  f"{quality.RETRIEVAL} IS NOT NULL"),
+    FailureType.coherence_degradation: ("coherence", quality.COHERENCE,
+                                        f"{quality.COHERENCE} IS NOT NULL"),
+    FailureType.agent_loop: ("tool_calls_per_minute", "1.0", "tool_name IS NOT NULL"),
+    FailureType.prompt_regression: ("refusal_or_format_error_share",
+                                    operational._share(operational.REFUSAL), MODEL_CALL),
+    FailureType.context_overflow: ("input_tokens", "input_tokens",
+                                   f"{MODEL_CALL} AND input_tokens IS NOT NULL"),
+    FailureType.provider_error: ("provider_error_share",
+                                 operational._share(operational.PROVIDER_FAILED), MODEL_CALL),
+    FailureType.latency_cost_regression: ("ttft_s", "ttft_s",
+                                          f"{MODEL_CALL} AND ttft_s IS NOT NULL"),
 }
 
 
@@ -35,7 +38,7 @@ def window_for(store: SpanStore, finding: Finding, lookback: timedelta,
     if spec is None:
         return None
     name, value, where = spec
-    agg = "sum" if finding.failure_type == "agent_loop" else "avg"
+    agg = "sum" if finding.failure_type == FailureType.agent_loop else "avg"
     end = now or datetime.now(finding.onset_at.tzinfo if finding.onset_at else None)
     start = end - lookback
     group, key = (("provider", finding.context["provider"]) if "provider" in finding.context

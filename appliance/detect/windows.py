@@ -15,13 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS, SpanAttribute
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
 # When the appliance knew of a span: it has ended and arrived. Windows are cut on this.
 SEEN = "greatest(end_time, received_at)"
 # Spans that are calls to a model (as opposed to retrieval, tools, agent steps).
-MODEL_CALL = "operation IN ('chat', 'text_completion', 'generate_content')"
+_OPERATIONS = ", ".join(f"'{op}'" for op in MODEL_CALL_OPERATIONS)  # fixed names, not input
+MODEL_CALL = f"{BY_COLUMN['operation'].column} IN ({_OPERATIONS})"
+
+
+def attribute(attr: SpanAttribute) -> str:
+    """SQL for a declared span attribute (``conventions.ATTRIBUTES``) as text: the first
+    of its names that the span has."""
+    paths = [f"json_extract_string(attributes, '$.\"{name}\"')" for name in attr.names]
+    return paths[0] if len(paths) == 1 else f"coalesce({', '.join(paths)})"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ to the daemon fills the same columns).
 
 Where the conventions have no attribute yet, Tracehold reads one in the
 ``tracehold.*`` namespace and accepts the common alternatives listed here.
+
+``ATTRIBUTES`` declares the few attributes read straight from a span's stored
+attributes rather than from a column (the detectors' extra evidence); nothing
+reads a span attribute that is not declared in one of the two tables.
 """
 
 from __future__ import annotations
@@ -74,6 +78,37 @@ FIELDS: tuple[GenAIField, ...] = (
 )
 
 BY_COLUMN: dict[str, GenAIField] = {f.column: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class SpanAttribute:
+    """An attribute read from a span's stored attributes (no column of its own): few
+    readers need it, so it does not widen every span row."""
+
+    attribute: str
+    aliases: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.attribute, *self.aliases)
+
+
+TOOL_CALL_ARGUMENTS = SpanAttribute(
+    "gen_ai.tool.call.arguments",
+    doc="arguments of a tool call (JSON text); the same call repeating marks an agent loop")
+MODEL_CONTEXT_WINDOW = SpanAttribute(
+    "tracehold.model.context_window",
+    doc="the model's context window in tokens, to judge how full a prompt is")
+INDEX_EMBEDDING_MODEL = SpanAttribute(
+    "tracehold.index.embedding_model",
+    doc="embedding model the retrieval index was built with")
+ATTRIBUTES: tuple[SpanAttribute, ...] = (TOOL_CALL_ARGUMENTS, MODEL_CONTEXT_WINDOW,
+                                         INDEX_EMBEDDING_MODEL)
+
+# gen_ai.operation.name values that are a request to a model (as opposed to retrieval,
+# tools, agent steps): detectors and the console's charts count the same calls.
+MODEL_CALL_OPERATIONS: tuple[str, ...] = ("chat", "text_completion", "generate_content")
 
 # OpenInference marks the kind of work in openinference.span.kind; these map
 # onto gen_ai.operation.name values.
