@@ -87,3 +87,10 @@ def test_no_import_cycle() -> None:
         if start not in state:
             visit(start, [start])
     assert cycles == []
+
+
+def test_the_architecture_doc_names_every_package() -> None:
+    doc = (ROOT.parent / "docs" / "architecture.md").read_text()
+    missing = [name for name in LAYER_OF
+               if f"`{name}/`" not in doc and f"`{name}.py`" not in doc]
+    assert missing == [], "docs/architecture.md: say where these live"
