@@ -54,7 +54,12 @@ def start_background(records: Records, stop: threading.Event) -> DetectorRunner 
     runner = DetectorRunner(records.store, s.detect,
                             case_opener(records.store, records.cases, s.detect))
     runner.start()
-    _thread("detector-stop", lambda: (stop.wait(), runner.stop()))
+
+    def stop_runner() -> None:
+        stop.wait()
+        runner.stop()
+
+    _thread("detector-stop", stop_runner)
     return runner
 
 

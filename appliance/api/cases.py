@@ -10,10 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from appliance.api.body import DEFAULT_LIMIT, USER_HEADER, actor_of, json_body
+from appliance.api.body import DEFAULT_LIMIT, actor_of, json_body
 from appliance.api.state import records_of
 from appliance.cases.model import Assign, Case, CaseOpen, Note, Rca, Resolve, StatusChange, Verify
 from appliance.detect.verify import check_case
+from appliance.headers import USER_HEADER
 
 
 async def open_case(request: Request) -> JSONResponse:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.demo import groundtruth
-from appliance.demo.scenarios import ALL, SCENARIOS, SERVICES, ScenarioName
+from appliance.demo.names import ScenarioName
+from appliance.demo.scenarios import ALL, SCENARIOS, SERVICES
 from appliance.demo.sink import Sink, otlp
 from appliance.demo.traffic import Traffic
 from appliance.errors import ConfigError, InvalidRequest

@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from appliance.demo import groundtruth, runner
-from appliance.demo.scenarios import SCENARIOS, SERVICES, ScenarioName
+from appliance.demo.names import ScenarioName
+from appliance.demo.scenarios import SCENARIOS, SERVICES
 from appliance.demo.sink import Sink
 from appliance.demo.traffic import Traffic
 from appliance.errors import InvalidRequest
