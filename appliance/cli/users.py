@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from appliance.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Console users (basic auth; passwords shown once).")
+UserName = Annotated[str, typer.Argument(help="Login name")]
 
 
 def apply(s: Settings) -> None:
@@ -38,9 +39,7 @@ def ensure_first_user(s: Settings, echo: Callable[[str], object]) -> None:
 
 @app.command("create")
 def users_create(
-    name: Annotated[str, typer.Argument(help="Login name")],
-    data_dir: DataDir = None,
-    as_json: JsonOpt = False,
+    name: UserName, data_dir: DataDir = None, as_json: JsonOpt = False,
 ) -> None:
     """Create a console user; the generated password is printed once."""
     s = settings(data_dir)
@@ -59,9 +58,7 @@ def users_list(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
 
 @app.command("delete")
 def users_delete(
-    name: Annotated[str, typer.Argument(help="Login name")],
-    data_dir: DataDir = None,
-    as_json: JsonOpt = False,
+    name: UserName, data_dir: DataDir = None, as_json: JsonOpt = False,
 ) -> None:
     """Delete a console user; Envoy refuses it within a second or two."""
     s = settings(data_dir)
