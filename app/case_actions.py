@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import streamlit as st
 
-from appliance.cases.model import STATUSES
+from appliance.cases.model import STATUSES, Case
 from appliance.cases.transitions import TRANSITIONS
 from appliance.console import session, shared
 from appliance.console.casework_client import CaseworkClient, Refused
@@ -26,15 +25,15 @@ def _key(case_id: str, name: str) -> str:
     return f"ca_{name}_{case_id}"
 
 
-def render(case: dict[str, Any]) -> None:
-    cid = case["id"]
+def render(case: Case) -> None:
+    cid = case.id
     outcome = st.session_state.get(_key(cid, "outcome"))
     if outcome:
         kind, text = outcome
         {"ok": st.success, "refused": st.error, "down": st.warning}[kind](text)
 
     with st.form(_key(cid, "assign_form"), border=False):
-        st.text_input("Assignee", value=case.get("assignee") or shared.user() or "",
+        st.text_input("Assignee", value=case.assignee or shared.user() or "",
                       key=_key(cid, "assignee"), max_chars=200)
         st.form_submit_button("Assign", on_click=_assign, args=(cid,))
 
@@ -56,8 +55,8 @@ def render(case: dict[str, Any]) -> None:
     _export(cid)
 
 
-def _status_form(case: dict[str, Any]) -> None:
-    cid, current = case["id"], case["status"]
+def _status_form(case: Case) -> None:
+    cid, current = case.id, case.status
     allowed = sorted(t for (f, t), how in TRANSITIONS.items() if f == current and how == "status")
     # every other status is offered: the daemon says why one is not possible
     options = allowed + [s for s in STATUSES if s != current and s not in allowed]
@@ -71,8 +70,7 @@ def _status_form(case: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------- callbacks
 
-def _run(cid: str, call: Callable[[CaseworkClient], dict[str, Any]],
-         done: Callable[[dict[str, Any]], str]) -> None:
+def _run(cid: str, call: Callable[[CaseworkClient], Case], done: Callable[[Case], str]) -> None:
     try:
         case = call(session.client())
     except Refused as exc:
@@ -87,15 +85,14 @@ def _run(cid: str, call: Callable[[CaseworkClient], dict[str, Any]],
 def _assign(cid: str) -> None:
     name = (st.session_state.get(_key(cid, "assignee")) or "").strip() or None
     _run(cid, lambda c: c.assign(cid, name),
-         lambda case: f"Assigned to {md(case['assignee'])}." if case["assignee"]
-         else "Unassigned.")
+         lambda case: f"Assigned to {md(case.assignee)}." if case.assignee else "Unassigned.")
 
 
 def _set_status(cid: str) -> None:
     status = st.session_state[_key(cid, "status")]
     reason = (st.session_state.get(_key(cid, "reason")) or "").strip()
     _run(cid, lambda c: c.set_status(cid, status, reason),
-         lambda case: f"Status is now {md(case['status'])}.")
+         lambda case: f"Status is now {md(case.status)}.")
 
 
 def _note(cid: str) -> None:
@@ -117,10 +114,9 @@ def _resolve(cid: str) -> None:
 
 
 def _verify(cid: str) -> None:
-    def done(case: dict[str, Any]) -> str:
-        last = (case.get("verifications") or [{}])[-1]
-        return (f"Verification: the case is now **{md(case['status'])}**. "
-                f"{md(last.get('detail') or '', 400)}")
+    def done(case: Case) -> str:
+        detail = case.verifications[-1].detail if case.verifications else None
+        return f"Verification: the case is now **{md(case.status)}**. {md(detail or '', 400)}"
     _run(cid, lambda c: c.check(cid), done)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from appliance.cases.model import MetricWindow
 from appliance.console.change_markers import add_markers, utc
 
 ONSET_COLOUR = "#d62728"
@@ -18,16 +19,16 @@ _LAYOUT: dict[str, Any] = {"margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "heig
                            "showlegend": False}
 
 
-def metric_window(window: dict[str, Any], onset_at: str | None,
+def metric_window(window: MetricWindow, onset_at: str | None,
                   changes: list[dict[str, Any]]) -> go.Figure:
     """A case's metric window: its points, the onset as a red line, changes as markers."""
-    points = window.get("points") or []
+    points = window.points
     times = [pd.Timestamp(t, unit="s") for t, _ in points]
     fig = go.Figure(go.Scatter(x=times, y=[v for _, v in points], mode="lines+markers",
-                               name=window.get("name") or "value",
+                               name=window.name or "value",
                                hovertemplate="%{x|%H:%M} UTC<br>%{y:.4g}<extra></extra>"))
     fig.update_layout(**_LAYOUT)
-    fig.update_xaxes(range=[utc(window["start"]), utc(window["end"])])
+    fig.update_xaxes(range=[utc(window.start), utc(window.end)])
     if onset_at:
         at = utc(onset_at)
         fig.add_shape(type="line", xref="x", yref="paper", x0=at, x1=at, y0=0, y1=1,

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from appliance.cases.model import Case
 from appliance.console.daemon_client import DAEMON
 from appliance.console.panels import BackendDown, BackendError
 from appliance.console_users import USER_HEADER
@@ -74,39 +75,37 @@ class CaseworkClient:
 
     # ---------------------------------------------------------------- cases
 
+    # The daemon answers cases as ``Case`` JSON; they are read back into ``Case``.
+
     def cases(self, status: str | None = None, service: str | None = None,
-              failure_type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+              failure_type: str | None = None, limit: int = 1000) -> list[Case]:
         data = self.get("/api/v1/cases", status=status, service=service,
                         failure_type=failure_type, limit=limit)
-        return list(data["cases"])
+        return [Case.model_validate(c) for c in data["cases"]]
 
-    def case(self, case_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.get(f"/api/v1/cases/{case_id}")
-        return data
+    def case(self, case_id: str) -> Case:
+        return Case.model_validate(self.get(f"/api/v1/cases/{case_id}"))
 
-    def assign(self, case_id: str, assignee: str | None) -> dict[str, Any]:
-        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/assign",
-                                         {"assignee": assignee})
-        return data
+    def assign(self, case_id: str, assignee: str | None) -> Case:
+        return Case.model_validate(self.post(f"/api/v1/cases/{case_id}/assign",
+                                             {"assignee": assignee}))
 
-    def set_status(self, case_id: str, status: str, reason: str | None) -> dict[str, Any]:
-        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/status",
-                                         {"status": status, "reason": reason or None})
-        return data
+    def set_status(self, case_id: str, status: str, reason: str | None) -> Case:
+        return Case.model_validate(self.post(f"/api/v1/cases/{case_id}/status",
+                                             {"status": status, "reason": reason or None}))
 
-    def note(self, case_id: str, text: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/notes", {"text": text})
-        return data
+    def note(self, case_id: str, text: str) -> Case:
+        return Case.model_validate(self.post(f"/api/v1/cases/{case_id}/notes", {"text": text}))
 
-    def resolve(self, case_id: str, root_cause: str, fix_applied: str) -> dict[str, Any]:
-        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/resolve",
-                                         {"root_cause": root_cause, "fix_applied": fix_applied})
-        return data
+    def resolve(self, case_id: str, root_cause: str, fix_applied: str) -> Case:
+        return Case.model_validate(self.post(
+            f"/api/v1/cases/{case_id}/resolve",
+            {"root_cause": root_cause, "fix_applied": fix_applied}))
 
-    def check(self, case_id: str) -> dict[str, Any]:
+    def check(self, case_id: str) -> Case:
         """Verification by the case's own detector (the daemon judges the current window)."""
-        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/check", timeout=SLOW_S)
-        return data
+        return Case.model_validate(self.post(f"/api/v1/cases/{case_id}/check",
+                                             timeout=SLOW_S))
 
     def export(self, case_id: str) -> bytes:
         """The signed evidence zip; the daemon audits every export."""

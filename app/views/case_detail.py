@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from appliance.cases.model import UNDETERMINED
+from appliance.cases.model import UNDETERMINED, Case
 from appliance.console import case_actions, case_charts, links, session
 from appliance.console.casework_client import CaseworkClient, Refused
 from appliance.console.panels import BackendDown, BackendError, down_message, panel
@@ -28,18 +28,18 @@ def render(case_id: str) -> None:
     except Refused as exc:
         st.error(f"Case {md(case_id)}: {md(exc.reason, 300)}", icon=":material/error:")
         return
-    st.title(case["title"])
-    st.caption(f"{md(case['id'])} · service **{md(case['service'])}** · onset "
-               f"{_when(case.get('onset_at'))} UTC · opened {_when(case['opened_at'])} UTC · "
-               f"updated {_when(case.get('updated_at'))} UTC")
+    st.title(case.title)
+    st.caption(f"{md(case.id)} · service **{md(case.service)}** · onset "
+               f"{_when(case.onset_at)} UTC · opened {_when(case.opened_at)} UTC · "
+               f"updated {_when(case.updated_at)} UTC")
     m = st.columns(4)
-    m[0].metric("Status", case["status"])
-    m[1].metric("Assignee", case.get("assignee") or "nobody")
-    m[2].metric("Occurrences", case.get("occurrences", 1))
-    m[3].metric("Linked traces", case.get("trace_ids_total", len(case.get("trace_ids") or [])))
+    m[0].metric("Status", case.status)
+    m[1].metric("Assignee", case.assignee or "nobody")
+    m[2].metric("Occurrences", case.occurrences)
+    m[3].metric("Linked traces", case.trace_ids_total)
     left, right = st.columns([2, 1], gap="medium")
     with left:
-        with panel(f"Detected: {case['failure_type']}"):
+        with panel(f"Detected: {case.failure_type}"):
             _detected(case)
         with panel("Metric windows"):
             _windows(client, case)
@@ -69,46 +69,45 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _detected(case: dict[str, Any]) -> None:
-    facts = [f"**detected by** {md(case.get('detected_by') or 'a person')}"]
-    if case.get("secondary_types"):
-        facts.append(f"**secondary** {md(', '.join(case['secondary_types']))}")
+def _detected(case: Case) -> None:
+    facts = [f"**detected by** {md(case.detected_by or 'a person')}"]
+    if case.secondary_types:
+        facts.append(f"**secondary** {md(', '.join(case.secondary_types))}")
     st.markdown(" · ".join(facts))
-    signals = case.get("signals") or []
-    if not signals:
+    if not case.signals:
         st.info("No signals were recorded with this case.")
         return
-    st.dataframe(pd.DataFrame([{"signal": s["name"], "value": _text(s.get("value")),
-                                "baseline": _text(s.get("baseline")),
-                                "window": s.get("window") or ""} for s in signals]),
+    st.dataframe(pd.DataFrame([{"signal": s.name, "value": _text(s.value),
+                                "baseline": _text(s.baseline),
+                                "window": s.window or ""} for s in case.signals]),
                  hide_index=True)
 
 
-def _windows(client: CaseworkClient, case: dict[str, Any]) -> None:
-    windows = (case.get("context") or {}).get("metric_windows") or []
+def _windows(client: CaseworkClient, case: Case) -> None:
+    windows = case.context.metric_windows if case.context else []
     if not windows:
         st.info("No metric window was recorded with this case.")
         return
     for i, w in enumerate(windows):
         try:
-            changes = client.changes(case["service"], w["start"], w["end"])
+            changes = client.changes(case.service, w.start, w.end)
         except (BackendDown, BackendError) as exc:
             changes = []
             st.caption(f"Change markers unavailable: {md(exc, 200)}")
-        st.markdown(f"**{md(w.get('name') or f'window {i + 1}')}** · {len(w['points'])} points"
+        st.markdown(f"**{md(w.name or f'window {i + 1}')}** · {len(w.points)} points"
                     f" · {len(changes)} change events")
-        st.plotly_chart(case_charts.metric_window(w, case.get("onset_at"), changes),
-                        key=f"cd_window_{case['id']}_{i}")
-        st.caption(f"Query: {md(w['query'], 300)}. Red dashed line: onset; dotted lines: "
+        st.plotly_chart(case_charts.metric_window(w, case.onset_at, changes),
+                        key=f"cd_window_{case.id}_{i}")
+        st.caption(f"Query: {md(w.query, 300)}. Red dashed line: onset; dotted lines: "
                    "change events of the service.")
 
 
-def _traces(case: dict[str, Any]) -> None:
-    ids = case.get("trace_ids") or []
+def _traces(case: Case) -> None:
+    ids = case.trace_ids
     if not ids:
         st.info("No trace was linked to this case.")
         return
-    total = case.get("trace_ids_total", len(ids))
+    total = case.trace_ids_total
     shown = f" (the first {MAX_TRACE_LINKS} shown)" if total > MAX_TRACE_LINKS else ""
     st.caption(f"{total} traces{shown}; each opens in the Traces page.")
     cols = st.columns(2)
@@ -117,30 +116,29 @@ def _traces(case: dict[str, Any]) -> None:
             links.trace(trace_id)
 
 
-def _rca(case: dict[str, Any]) -> None:
-    if case.get("rca") is None and case.get("confidence") is None:
+def _rca(case: Case) -> None:
+    if case.rca is None and case.confidence is None:
         st.info("No root-cause analysis has run for this case yet.")
         return
-    confidence = case.get("confidence")
+    confidence = case.confidence
     if confidence is None or confidence < 0.5:
         st.warning(f"**Root cause**: {UNDETERMINED} (confidence {confidence or 0:.2f}, below "
                    "0.5).", icon=":material/help:")
     else:
         st.markdown(f"**Root cause** ({confidence:.0%} confidence)")
-        st.text(case["root_cause"])
-    hypotheses = case.get("hypotheses") or []
-    if hypotheses:
+        st.text(case.root_cause)
+    if case.hypotheses:
         st.markdown("**Hypotheses**")
         st.dataframe(pd.DataFrame([{
-            "rank": h["rank"], "cause": h["cause"], "type": h.get("failure_type") or "",
-            "confidence": round(h["confidence"], 2),
-            "evidence": ", ".join(h.get("evidence_ids") or [])} for h in hypotheses]),
+            "rank": h.rank, "cause": h.cause, "type": str(h.failure_type or ""),
+            "confidence": round(h.confidence, 2),
+            "evidence": ", ".join(h.evidence_ids)} for h in case.hypotheses]),
             hide_index=True)
-    for fix in case.get("suggested_fixes") or []:
-        st.markdown(f"**Suggested fix**: {md(fix['title'], 200)}"
-                    + (f" · source {md(fix['source'], 80)}" if fix.get("source") else ""))
-        if fix.get("detail"):
-            st.text(fix["detail"])
+    for fix in case.suggested_fixes:
+        st.markdown(f"**Suggested fix**: {md(fix.title, 200)}"
+                    + (f" · source {md(fix.source, 80)}" if fix.source else ""))
+        if fix.detail:
+            st.text(fix.detail)
 
 
 def _summary(details: dict[str, Any]) -> str:
@@ -148,49 +146,47 @@ def _summary(details: dict[str, Any]) -> str:
     return text if len(text) <= 240 else text[:239] + "…"
 
 
-def _timeline(case: dict[str, Any]) -> None:
-    entries = case.get("timeline") or []
+def _timeline(case: Case) -> None:
+    entries = case.timeline or []
     if not entries:
         st.info("No audit entries for this case.")
         return
-    st.dataframe(pd.DataFrame([{"#": e["seq"], "at (UTC)": _when(e["at"]), "actor": e["actor"],
-                                "action": e["action"], "details": _summary(e["details"])}
+    st.dataframe(pd.DataFrame([{"#": e.seq, "at (UTC)": _when(e.at), "actor": e.actor,
+                                "action": e.action, "details": _summary(e.details)}
                                for e in entries]), hide_index=True)
 
 
-def _notes(case: dict[str, Any]) -> None:
-    notes = case.get("notes") or []
+def _notes(case: Case) -> None:
+    notes = case.notes or []
     if not notes:
         st.caption("No notes yet.")
     for note in notes:
-        st.caption(f"{md(note['author'], 80)} · {_when(note['at'])} UTC")
-        st.text(note["text"])
+        st.caption(f"{md(note.author, 80)} · {_when(note.at)} UTC")
+        st.text(note.text)
 
 
-def _resolution(case: dict[str, Any]) -> None:
-    res = case.get("resolution") or {}
-    if res.get("resolved_at"):
-        st.markdown(f"Resolved by **{md(res.get('resolved_by'))}** at {_when(res['resolved_at'])}"
-                    " UTC")
+def _resolution(case: Case) -> None:
+    res = case.resolution
+    if res.resolved_at:
+        st.markdown(f"Resolved by **{md(res.resolved_by)}** at {_when(res.resolved_at)} UTC")
         st.markdown("**Root cause**")
-        st.text(res.get("root_cause") or "")
+        st.text(res.root_cause or "")
         st.markdown("**Fix applied**")
-        st.text(res.get("fix_applied") or "")
+        st.text(res.fix_applied or "")
     else:
         st.caption("Not resolved yet.")
-    checks = case.get("verifications") or []
-    if not checks:
+    if not case.verifications:
         st.caption("No verification has run yet.")
         return
-    last = checks[-1]
-    verdict = "back to baseline" if last["back_to_baseline"] else "not back to baseline"
-    show = st.success if last["back_to_baseline"] else st.warning
-    show(f"Last verification ({_when(last['at'])} UTC, by {md(last['actor'], 80)}): "
-         f"**{verdict}**. {md(last.get('detail') or '', 400)}")
-    if last.get("checks"):
-        st.dataframe(pd.DataFrame([{"signal": c["signal"], "value": round(c["value"], 4),
-                                    "baseline": None if c.get("baseline") is None
-                                    else round(c["baseline"], 4)} for c in last["checks"]]),
+    last = case.verifications[-1]
+    verdict = "back to baseline" if last.back_to_baseline else "not back to baseline"
+    show = st.success if last.back_to_baseline else st.warning
+    show(f"Last verification ({_when(last.at)} UTC, by {md(last.actor, 80)}): "
+         f"**{verdict}**. {md(last.detail or '', 400)}")
+    if last.checks:
+        st.dataframe(pd.DataFrame([{"signal": c.signal, "value": round(c.value, 4),
+                                    "baseline": None if c.baseline is None
+                                    else round(c.baseline, 4)} for c in last.checks]),
                      hide_index=True)
-    if res.get("verified_at"):
-        st.caption(f"Verified at {_when(res['verified_at'])} UTC.")
+    if res.verified_at:
+        st.caption(f"Verified at {_when(res.verified_at)} UTC.")

@@ -11,11 +11,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from appliance.cases.model import FAILURE_TYPES, STATUSES
+from appliance.cases.model import STATUSES, Case
 from appliance.cases.transitions import ACTIVE
 from appliance.console import case_charts, session, shared
 from appliance.console.panels import panel
 from appliance.console.views import case_detail
+from appliance.domain.taxonomy import FAILURE_TYPES
 
 # Case ids go into the daemon's URL path: nothing but these characters.
 CASE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -50,7 +51,7 @@ def _close() -> None:
 
 def _filters() -> dict[str, Any]:
     # services that have cases (one unfiltered read; cases are few next to spans)
-    services = sorted({c["service"] for c in session.client().cases(limit=LIMIT)})
+    services = sorted({c.service for c in session.client().cases(limit=LIMIT)})
     c1, c2, c3 = st.columns(3)
     with c1:
         status = shared.choice("Status", list(STATUSES), "cs_status")
@@ -61,9 +62,9 @@ def _filters() -> dict[str, Any]:
     return {"status": status, "service": service, "failure_type": failure_type}
 
 
-def _counts(cases: list[dict[str, Any]]) -> None:
-    by_status = Counter(c["status"] for c in cases)
-    by_type = Counter(c["failure_type"] for c in cases)
+def _counts(cases: list[Case]) -> None:
+    by_status = Counter(c.status for c in cases)
+    by_type = Counter(str(c.failure_type) for c in cases)
     m = st.columns(4)
     m[0].metric("Cases", len(cases))
     m[1].metric("Active", sum(by_status[s] for s in ACTIVE))
@@ -86,21 +87,21 @@ def _when(value: str | None) -> str:
     return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def _table(cases: list[dict[str, Any]]) -> None:
+def _table(cases: list[Case]) -> None:
     if not cases:
         st.info("No case matches.")
         return
     table = pd.DataFrame([{
-        "opened (UTC)": _when(c["opened_at"]), "id": c["id"], "title": c["title"],
-        "service": c["service"], "failure type": c["failure_type"], "status": c["status"],
-        "assignee": c.get("assignee") or "", "occurrences": c.get("occurrences", 1),
-        "onset (UTC)": _when(c.get("onset_at")),
+        "opened (UTC)": _when(c.opened_at), "id": c.id, "title": c.title,
+        "service": c.service, "failure type": str(c.failure_type), "status": c.status,
+        "assignee": c.assignee or "", "occurrences": c.occurrences,
+        "onset (UTC)": _when(c.onset_at),
     } for c in cases])
     more = " (the newest only)" if len(cases) >= LIMIT else ""
     st.caption(f"{len(cases)} cases{more}. Select a row to open it.")
     key = f"cs_table_{st.session_state.get(_TABLE_GEN, 0)}"
     st.dataframe(table, hide_index=True, selection_mode="single-row", key=key,
-                 on_select=partial(_open_selected, key, [c["id"] for c in cases]))
+                 on_select=partial(_open_selected, key, [c.id for c in cases]))
 
 
 def _open_selected(key: str, ids: list[str]) -> None:

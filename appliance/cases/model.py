@@ -1,8 +1,10 @@
 """The case model. Detectors open cases (``CaseOpen``), the RCA worker fills ``Rca``,
 people assign, annotate, resolve; a verification check closes the loop.
 
-Stored as one JSON document per case (plus columns to filter on); the timeline is
-the case's audit entries, so the two cannot disagree.
+``Case`` is the case itself: stored as one JSON document per case (plus columns to
+filter on), answered by the API as the same JSON, and parsed back into ``Case`` by
+every reader (CLI, console, export, report). The timeline is the case's audit
+entries, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-FailureType = Literal["hallucination", "retrieval_drift", "coherence_degradation", "agent_loop",
-                      "prompt_regression", "context_overflow", "provider_error",
-                      "latency_cost_regression"]
-FAILURE_TYPES: tuple[str, ...] = FailureType.__args__  # type: ignore[attr-defined]
+from appliance.domain.taxonomy import FailureType
+
 Status = Literal["open", "investigating", "mitigated", "resolved", "verified"]
 STATUSES: tuple[str, ...] = Status.__args__  # type: ignore[attr-defined]
 UNDETERMINED = "unable to determine root cause"
@@ -135,3 +135,131 @@ class Rca(_Strict):
     secondary_types: list[FailureType] = Field(default_factory=list)
     model: str | None = Field(None, max_length=200)
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- the case
+
+# Times in a case are ISO 8601 UTC text with a Z (appliance.times.iso), kept as text so a
+# case read back serialises to exactly the JSON it was stored and answered as.
+Timestamp = str
+
+
+class ChangeRef(_Strict):
+    """A change event of the service near the onset, copied into the case when it opened."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+    id: str
+    kind: str
+    service: str
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
+    at: Timestamp | None = None
+    source: str
+
+
+class CaseContext(_Strict):
+    trace_ids: list[str] = Field(default_factory=list)
+    metric_windows: list[MetricWindow] = Field(default_factory=list)
+    detector: dict[str, Any] = Field(default_factory=dict,
+                                     description="the detector's own context, kept as given")
+    changes: list[ChangeRef] = Field(default_factory=list)
+
+
+class NoteEntry(_Strict):
+    id: str
+    at: Timestamp
+    author: str
+    text: str
+
+
+class RcaRun(_Strict):
+    """The latest RCA run: who ran it, when, how many runs so far."""
+
+    ran_at: Timestamp
+    ran_by: str
+    runs: int = Field(ge=1)
+    model: str | None = None
+    failure_type: FailureType | None = None
+    secondary_types: list[FailureType] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Resolution(_Strict):
+    root_cause: str | None = None
+    fix_applied: str | None = None
+    resolved_at: Timestamp | None = None
+    resolved_by: str | None = None
+    verified_at: Timestamp | None = None
+
+
+class Verification(_Strict):
+    """One recorded verification check (the ``Verify`` body, with who and when)."""
+
+    at: Timestamp
+    actor: str
+    back_to_baseline: bool
+    checks: list[Check] = Field(default_factory=list)
+    detail: str | None = None
+
+
+class TimelineEntry(_Strict):
+    """One audit entry of the case."""
+
+    seq: int
+    at: Timestamp
+    actor: str
+    action: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class Case(_Strict):
+    """One case, as stored and as the API answers it (field order is the JSON's order).
+
+    ``context`` and ``notes`` are None in list answers (left out to keep lists small);
+    ``timeline`` is filled when a case is read, never stored; ``deduplicated`` only on
+    the answer to an open. A None there leaves the key out of the JSON.
+    """
+
+    id: str
+    title: str
+    service: str
+    failure_type: FailureType
+    secondary_types: list[FailureType] = Field(default_factory=list)
+    signature: str
+    status: Status = "open"
+    assignee: str | None = None
+    opened_at: Timestamp
+    onset_at: Timestamp
+    updated_at: Timestamp
+    occurrences: int = Field(1, ge=1)
+    detected_by: str | None = None
+    signals: list[Signal] = Field(default_factory=list)
+    trace_ids: list[str] = Field(default_factory=list)
+    trace_ids_total: int = Field(0, ge=0)
+    context: CaseContext | None = Field(None, exclude_if=_absent)
+    notes: list[NoteEntry] | None = Field(None, exclude_if=_absent)
+    root_cause: str | None = None
+    confidence: float | None = None
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    suggested_fixes: list[SuggestedFix] = Field(default_factory=list)
+    rca: RcaRun | None = None
+    resolution: Resolution = Field(default_factory=Resolution)
+    verifications: list[Verification] = Field(default_factory=list)
+    timeline: list[TimelineEntry] | None = Field(None, exclude_if=_absent)
+    deduplicated: bool | None = Field(None, exclude_if=_absent)
+
+    @property
+    def provider(self) -> str | None:
+        """The provider a provider-scoped detection named (its blast radius), if any."""
+        value = (self.context.detector if self.context else {}).get("provider")
+        return value if isinstance(value, str) else None
+
+    @property
+    def closed_at(self) -> Timestamp | None:
+        """When it was resolved, while it stays resolved or verified (None once reopened:
+        ``resolution`` keeps the last resolution either way)."""
+        return self.resolution.resolved_at if self.status in ("resolved", "verified") else None

@@ -4,43 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.cases.model import Case
 from appliance.export.document import Block, Document, Image, Paragraph, Section, Table, text
 
 
-def build(case: dict[str, Any], charts: list[tuple[str, bytes]], export_id: str,
+def build(case: Case, charts: list[tuple[str, bytes]], export_id: str,
           head: dict[str, Any]) -> Document:
-    res = case["resolution"]
+    res = case.resolution
     summary = Table(["field", "value"], [[k, text(v)] for k, v in (
-        ("case", case["id"]), ("title", case["title"]), ("service", case["service"]),
-        ("failure type", case["failure_type"]), ("status", case["status"]),
-        ("assignee", case["assignee"]), ("onset", case["onset_at"]),
-        ("opened (detected)", case["opened_at"]), ("detected by", case["detected_by"]),
-        ("occurrences", case["occurrences"]), ("trace ids", case["trace_ids_total"]),
-        ("resolved", res["resolved_at"]), ("verified", res["verified_at"]))])
+        ("case", case.id), ("title", case.title), ("service", case.service),
+        ("failure type", case.failure_type), ("status", case.status),
+        ("assignee", case.assignee), ("onset", case.onset_at),
+        ("opened (detected)", case.opened_at), ("detected by", case.detected_by),
+        ("occurrences", case.occurrences), ("trace ids", case.trace_ids_total),
+        ("resolved", res.resolved_at), ("verified", res.verified_at))])
     signals = Table(["signal", "value", "baseline", "window"],
-                    [[s["name"], text(s["value"]), text(s["baseline"]), text(s["window"])]
-                     for s in case["signals"]])
+                    [[s.name, text(s.value), text(s.baseline), text(s.window)]
+                     for s in case.signals])
     rca: list[Block] = [
-        Paragraph(f"Root cause: {text(case['root_cause'])}"),
-        Paragraph(f"Confidence: {text(case['confidence'])}"),
+        Paragraph(f"Root cause: {text(case.root_cause)}"),
+        Paragraph(f"Confidence: {text(case.confidence)}"),
         Table(["rank", "hypothesis", "confidence", "evidence"],
-              [[str(h["rank"]), h["cause"], text(h["confidence"]),
-                ", ".join(h["evidence_ids"]) or "—"] for h in case["hypotheses"]]),
+              [[str(h.rank), h.cause, text(h.confidence), ", ".join(h.evidence_ids) or "—"]
+               for h in case.hypotheses]),
         Table(["suggested fix", "detail"],
-              [[f["title"], text(f["detail"])] for f in case["suggested_fixes"]])]
+              [[f.title, text(f.detail)] for f in case.suggested_fixes])]
     changes = Table(["at", "kind", "from", "to", "source"],
-                    [[text(c["at"]), c["kind"], text(c["from"]), text(c["to"]), c["source"]]
-                     for c in case["context"]["changes"]])
+                    [[text(c.at), c.kind, text(c.from_), text(c.to), c.source]
+                     for c in (case.context.changes if case.context else [])])
     timeline = Table(["#", "at", "actor", "action"],
-                     [[str(e["seq"]), e["at"], e["actor"], e["action"]]
-                      for e in case["timeline"]])
-    notes: list[Block] = [Paragraph(f"{n['at']} — {n['author']}:\n{n['text']}")
-                          for n in case["notes"]]
+                     [[str(e.seq), e.at, e.actor, e.action] for e in case.timeline or []])
+    notes: list[Block] = [Paragraph(f"{n.at} — {n.author}:\n{n.text}")
+                          for n in case.notes or []]
     resolution = Table(["root cause (confirmed)", "fix applied"],
-                       [[text(res["root_cause"]), text(res["fix_applied"])]]
-                       if res["resolved_at"] else [])
+                       [[text(res.root_cause), text(res.fix_applied)]]
+                       if res.resolved_at else [])
     return Document(
-        title=f"Case {case['id']}: {case['title']}",
+        title=f"Case {case.id}: {case.title}",
         subtitle=(f"Tracehold case export {export_id}; audit chain head #{head['seq']} "
                   f"{head['hash'][:16]}… signed {head['signed_at']} by {head['key_id']}"),
         sections=[

@@ -7,10 +7,11 @@ import csv
 import io
 import re
 from datetime import UTC, datetime
-from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from appliance.cases.model import MetricWindow
 
 
 def slug(text: str, fallback: str) -> str:
@@ -18,20 +19,20 @@ def slug(text: str, fallback: str) -> str:
     return cleaned or fallback
 
 
-def window_csv(window: dict[str, Any]) -> bytes:
+def window_csv(window: MetricWindow) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["unix_seconds", "time_utc", "value"])
-    for ts, value in window["points"]:
+    for ts, value in window.points:
         writer.writerow([ts, datetime.fromtimestamp(ts, UTC).isoformat(), value])
     return out.getvalue().encode()
 
 
-def window_png(window: dict[str, Any], onset: str | None = None) -> bytes:
+def window_png(window: MetricWindow, onset: str | None = None) -> bytes:
     fig = Figure(figsize=(7.5, 2.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    points = sorted(window["points"])
+    points = sorted(window.points)
     xs = [datetime.fromtimestamp(ts, UTC) for ts, _ in points]
     # The two `ignore[arg-type]`s: matplotlib's stubs type x values as numbers and
     # arrays, yet it plots datetimes (its units registry converts them, and gives the
@@ -47,7 +48,7 @@ def window_png(window: dict[str, Any], onset: str | None = None) -> bytes:
         ax.axvline(at,  # type: ignore[arg-type]
                    color="#d1242f", linestyle="--", linewidth=1, label="onset")
         ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(window.get("name") or window["query"][:90], fontsize=9)
+    ax.set_title(window.name or window.query[:90], fontsize=9)
     ax.tick_params(labelsize=7)
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from appliance.cases.model import MetricWindow
 from appliance.console import case_charts, change_markers
 
 CHANGES = [
@@ -29,10 +30,11 @@ def test_marker_labels_name_the_service_when_the_chart_covers_several() -> None:
 
 
 def test_metric_window_has_its_points_the_onset_and_the_changes() -> None:
-    window = {"name": "ttft_s", "query": "q", "start": "2026-05-01T10:00:00Z",
-              "end": "2026-05-01T10:10:00Z",
-              "points": [[pd.Timestamp("2026-05-01T10:00:00Z").timestamp() + 60 * i, 0.3 + i]
-                         for i in range(10)]}
+    window = MetricWindow.model_validate({
+        "name": "ttft_s", "query": "q", "start": "2026-05-01T10:00:00Z",
+        "end": "2026-05-01T10:10:00Z",
+        "points": [[pd.Timestamp("2026-05-01T10:00:00Z").timestamp() + 60 * i, 0.3 + i]
+                   for i in range(10)]})
     fig = case_charts.metric_window(window, "2026-05-01T10:04:00Z", CHANGES[:1])
     assert len(fig.data[0].x) == 10
     assert pd.Timestamp(fig.data[0].x[0]) == pd.Timestamp("2026-05-01T10:00:00")
