@@ -12,8 +12,8 @@ from pydantic import BaseModel
 
 from appliance.api.body import DEFAULT_LIMIT, actor_of, json_body
 from appliance.api.state import records_of
+from appliance.cases.check import check_case
 from appliance.cases.model import Assign, Case, CaseOpen, Note, Rca, Resolve, StatusChange, Verify
-from appliance.detect.verify import check_case
 from appliance.headers import USER_HEADER
 
 

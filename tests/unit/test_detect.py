@@ -82,8 +82,8 @@ def test_runner_hands_on_once_a_minute_and_verification_sees_recovery(
 def test_check_verifies_a_case_by_its_detector(store: SpanStore, tmp_path: Path) -> None:
     """The case's own detector judges the current window: still firing -> back to
     investigating with the current value; quiet -> verified."""
+    from appliance.cases.check import check_case
     from appliance.cases.model import CaseOpen, Resolve
-    from appliance.detect.verify import check_case
     from appliance.settings import Settings
     from tests.casework import records_of
 

@@ -4,6 +4,9 @@ The check records the current value of the case's main signal beside its
 baseline, and whether the detector still fires for that service; the case
 store then moves the case to verified (back to baseline) or back to
 investigating.
+
+It lives with the cases (it reads a Case and answers a Verify) and asks the
+detectors, which sit below the cases and know nothing of them.
 """
 
 from __future__ import annotations
