@@ -42,6 +42,11 @@ def _drop(c: Comparison | None, cfg: DetectConfig) -> float:
     return float(c.baseline - c.recent)  # type: ignore[operator]
 
 
+def _base(c: Comparison | None) -> float:
+    """The baseline of a comparison that was judged (``_drop`` > 0 means it had one)."""
+    return c.baseline if c is not None and c.baseline is not None else 0.0
+
+
 def _sig(name: str, c: Comparison, w: Windows) -> Signal:
     return Signal(name, round(c.recent or 0, 3), round(c.baseline or 0, 3), w.label)
 
@@ -59,7 +64,7 @@ def hallucination(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Findi
         models = new_values(store, w, service, "response_model")
         if models:
             signals.append(Signal("new_response_model", ", ".join(models), None, w.label))
-        traces, onset = evidence(store, w, service, f"{GROUNDED} < {g.baseline - cfg.score_drop}")
+        traces, onset = evidence(store, w, service, f"{GROUNDED} < {_base(g) - cfg.score_drop}")
         out.append(Finding(FailureType.hallucination, service, f"hallucination:{service}", signals,
                            traces, onset))
     return out
@@ -83,7 +88,7 @@ def retrieval_drift(store: SpanStore, cfg: DetectConfig, w: Windows) -> list[Fin
         if mismatch:
             signals.append(Signal("query_vs_index_embedding_mismatch", int(mismatch), 0, w.label))
         traces, onset = evidence(store, w, service,
-                                 f"{RETRIEVAL} < {r.baseline - cfg.score_drop}")
+                                 f"{RETRIEVAL} < {_base(r) - cfg.score_drop}")
         out.append(Finding(FailureType.retrieval_drift, service, f"retrieval_drift:{service}",
                            signals, traces, onset))
     return out
@@ -105,8 +110,8 @@ def coherence_degradation(store: SpanStore, cfg: DetectConfig, w: Windows) -> li
             signals.append(_sig("coherence", c, w))
         if rep is not None and rep.enough(cfg):
             signals.append(_sig("repetition", rep, w))
-        where = (f"{COHERENCE} < {c.baseline - cfg.score_drop}" if fell >= rose and c
-                 else f"{REPETITION} > {(rep.baseline or 0) + cfg.score_drop}")
+        where = (f"{COHERENCE} < {_base(c) - cfg.score_drop}" if fell >= rose
+                 else f"{REPETITION} > {_base(rep) + cfg.score_drop}")
         traces, onset = evidence(store, w, service, where)
         out.append(Finding(FailureType.coherence_degradation, service,
                            f"coherence_degradation:{service}", signals, traces, onset))
