@@ -22,8 +22,9 @@ from pathlib import Path
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.otlp import decode_body, to_rows
+from appliance.ingest.rows import to_rows
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_decode import build_request  # noqa: E402
 
 from appliance.ingest.limits import IngestLimits  # noqa: E402
-from appliance.ingest.otlp import SpanRow, to_rows  # noqa: E402
+from appliance.ingest.rows import SpanRow, to_rows  # noqa: E402
 from appliance.store.spans import SpanStore  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

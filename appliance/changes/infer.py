@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from appliance.changes.store import ChangeIn, ChangeStore
-from appliance.ingest.otlp import SpanRow
+from appliance.ingest.rows import SpanRow
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.changes")

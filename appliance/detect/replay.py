@@ -24,8 +24,9 @@ from appliance.demo.scenarios import ScenarioName
 from appliance.demo.sink import Sink
 from appliance.detect.model import Finding
 from appliance.detect.runner import detect
+from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.otlp import decode_body, to_rows
+from appliance.ingest.rows import to_rows
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 

@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from appliance.errors import StoreError, StoreUnavailable
 from appliance.ingest import conventions
-from appliance.ingest.otlp import SpanRow
+from appliance.ingest.rows import SpanRow
 
 SCHEMA_VERSION = 1
 log = logging.getLogger("tracehold.store")

@@ -1,4 +1,5 @@
-"""OTLP decode and row building: appliance.ingest.otlp (rules in appliance.ingest.limits)."""
+"""OTLP decode and row building: appliance.ingest.decode, .rows, .attributes, .genai
+(rules in appliance.ingest.limits)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from appliance.errors import MalformedPayload, PayloadTooLarge, UnsupportedMediaType
 from appliance.ingest import conventions as cv
+from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.otlp import SpanRow, decode_body, to_rows
+from appliance.ingest.rows import SpanRow, to_rows
 
 PB = "application/x-protobuf"
 LIMITS = IngestLimits()

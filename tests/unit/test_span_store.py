@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from appliance.errors import StoreError, StoreUnavailable
 from appliance.ingest import conventions as cv
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.otlp import SpanRow, to_rows
+from appliance.ingest.rows import SpanRow, to_rows
 from appliance.store.spans import SCHEMA_VERSION, SpanStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
