@@ -1,7 +1,7 @@
 """The audit log in the daemon's DuckDB: ``audit_log`` (append-only, hash-chained) and
 ``audit_heads`` (signed chain heads, so a head can be anchored outside the host).
 
-Nothing here updates or deletes an entry. Appends serialise on the span store's lock
+Nothing here updates or deletes an entry. Appends serialise on the database's lock
 and can join a caller's transaction (``append_in``), so a case change and its audit
 entry commit together or not at all. ``ts`` is kept as the ISO text that was hashed.
 """
@@ -20,8 +20,7 @@ from appliance.audit import chain
 from appliance.audit.signing import Signer
 from appliance.audit.signing import verify as verify_signature
 from appliance.errors import InvalidRequest
-from appliance.store.migrations import migrate, rows
-from appliance.store.spans import SpanStore
+from appliance.store.database import Database, migrate, rows
 
 MIGRATIONS = [[
     "CREATE TABLE audit_log (seq BIGINT PRIMARY KEY, ts VARCHAR NOT NULL, "
@@ -44,21 +43,21 @@ def _entry(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class AuditLog:
-    def __init__(self, store: SpanStore) -> None:
-        self.store = store
-        with store.transaction() as con:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        with db.transaction() as con:
             migrate(con, "audit", MIGRATIONS)
 
     # ---------------------------------------------------------------- writes
 
     def append(self, actor: str, action: str, subject: str,
                details: dict[str, Any] | None = None) -> dict[str, Any]:
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             return self.append_in(con, actor, action, subject, details)
 
     def append_in(self, con: duckdb.DuckDBPyConnection, actor: str, action: str, subject: str,
                   details: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Append inside the caller's ``SpanStore.transaction()``."""
+        """Append inside the caller's ``Database.transaction()``."""
         if not actor or len(actor) > 200:
             raise InvalidRequest("an audit actor must be 1 to 200 characters")
         if not _NAME.match(action):
@@ -80,7 +79,7 @@ class AuditLog:
 
     def sign_head(self, signer: Signer, reason: str) -> dict[str, Any]:
         """Sign the current head (seq None and the genesis hash for an empty log)."""
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             last = rows(con, "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             seq = int(last[0]["seq"]) if last else None
             hash_ = last[0]["hash"] if last else chain.GENESIS
@@ -103,32 +102,32 @@ class AuditLog:
         if action is not None:
             where.append("action = ?")
             params.append(action)
-        return [_entry(r) for r in self.store.read(
+        return [_entry(r) for r in self.db.read(
             f"SELECT {_COLUMNS} FROM audit_log WHERE {' AND '.join(where)} "
             "ORDER BY seq LIMIT ?", [*params, limit])]
 
     def between(self, first: int, last: int) -> list[dict[str, Any]]:
         """Entries first..last as stored (for an export's chain segment)."""
-        return [_entry(r) for r in self.store.read(
+        return [_entry(r) for r in self.db.read(
             f"SELECT {_COLUMNS} FROM audit_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
             [first, last])]
 
     def hash_of(self, seq: int) -> str | None:
         if seq == 0:
             return chain.GENESIS
-        found = self.store.read("SELECT hash FROM audit_log WHERE seq = ?", [seq])
+        found = self.db.read("SELECT hash FROM audit_log WHERE seq = ?", [seq])
         return found[0]["hash"] if found else None
 
     def heads(self, limit: int = 100) -> list[dict[str, Any]]:
         return [{**h, "seq": None if h["seq"] is None else int(h["seq"])}
-                for h in self.store.read("SELECT * FROM audit_heads ORDER BY signed_at DESC "
-                                         "LIMIT ?", [limit])]
+                for h in self.db.read("SELECT * FROM audit_heads ORDER BY signed_at DESC "
+                                      "LIMIT ?", [limit])]
 
     def _all(self) -> Iterator[dict[str, Any]]:
         after = -1  # pages by position in seq order; a gap or repeat is the walker's to see
         while True:
-            page = self.store.read(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? "
-                                   "ORDER BY seq LIMIT ?", [after, PAGE])
+            page = self.db.read(f"SELECT {_COLUMNS} FROM audit_log WHERE seq > ? "
+                                "ORDER BY seq LIMIT ?", [after, PAGE])
             yield from (_entry(r) for r in page)
             if len(page) < PAGE:
                 return
@@ -136,7 +135,7 @@ class AuditLog:
 
     def verify(self, public_pem: bytes | None = None) -> dict[str, Any]:
         """Recompute the chain and check every signed head; names the first broken entry."""
-        heads = self.store.read("SELECT * FROM audit_heads ORDER BY signed_at")
+        heads = self.db.read("SELECT * FROM audit_heads ORDER BY signed_at")
         wanted = {int(h["seq"]) for h in heads if h["seq"] is not None}
         walker = chain.ChainWalker()
         hashes: dict[int, str] = {}  # only where a head was signed: the log may be long

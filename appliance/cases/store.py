@@ -44,8 +44,7 @@ from appliance.cases.model import (
 )
 from appliance.domain.taxonomy import FAILURE_TYPES
 from appliance.errors import ContentTooLarge, InvalidRequest, NotFound
-from appliance.store.migrations import migrate, rows
-from appliance.store.spans import SpanStore
+from appliance.store.database import Database, migrate, rows
 from appliance.times import iso, optional_time, parse_time
 
 MIGRATIONS = [[
@@ -73,13 +72,13 @@ def _dumps(models: Sequence[BaseModel]) -> list[dict[str, Any]]:
 
 
 class CaseStore:
-    def __init__(self, store: SpanStore, audit: AuditLog, note_max_bytes: int = 64 * 1024,
+    def __init__(self, db: Database, audit: AuditLog, note_max_bytes: int = 64 * 1024,
                  max_trace_ids: int = 1000, change_lookback: timedelta = timedelta(hours=24)
                  ) -> None:
-        self.store, self.audit = store, audit
+        self.db, self.audit = db, audit
         self.note_max_bytes, self.max_trace_ids = note_max_bytes, max_trace_ids
         self.change_lookback = change_lookback
-        with store.transaction() as con:
+        with db.transaction() as con:
             migrate(con, "cases", MIGRATIONS)
 
     # ---------------------------------------------------------------- open / dedup
@@ -93,7 +92,7 @@ class CaseStore:
             parse_time(w.start, "metric_windows.start")
             parse_time(w.end, "metric_windows.end")
         signature = f"{body.service}|{body.failure_type}|{body.signature or body.failure_type}"
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             found = rows(con, "SELECT doc FROM cases WHERE signature = ? AND status IN "
                               f"({_ACTIVE_SQL}) ORDER BY opened_at DESC LIMIT 1", [signature])
             if found:
@@ -244,7 +243,7 @@ class CaseStore:
 
     def _mutate(self, case_id: str, actor: str, action: str,
                 change: Callable[[Case], dict[str, Any]]) -> Case:
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             case = self._load(con, case_id)
             details = change(case)
             case.updated_at = _stamp(_now())
@@ -270,7 +269,7 @@ class CaseStore:
     # ---------------------------------------------------------------- reads
 
     def get(self, case_id: str) -> Case:
-        found = self.store.read("SELECT doc FROM cases WHERE id = ?", [case_id])
+        found = self.db.read("SELECT doc FROM cases WHERE id = ?", [case_id])
         if not found:
             raise NotFound(f"no case with id {case_id!r}")
         case = Case.model_validate_json(found[0]["doc"])
@@ -301,8 +300,8 @@ class CaseStore:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        found = self.store.read(f"SELECT doc FROM cases WHERE {' AND '.join(where)} "
-                                "ORDER BY opened_at DESC LIMIT ?", [*params, limit])
+        found = self.db.read(f"SELECT doc FROM cases WHERE {' AND '.join(where)} "
+                             "ORDER BY opened_at DESC LIMIT ?", [*params, limit])
         out = []
         for r in found:
             case = Case.model_validate_json(r["doc"])
@@ -312,6 +311,6 @@ class CaseStore:
 
     def in_period(self, start: datetime, end: datetime) -> builtins.list[Case]:
         """Cases opened in [start, end) (the compliance report's incidents)."""
-        found = self.store.read("SELECT doc FROM cases WHERE opened_at >= ? AND opened_at < ? "
-                                "ORDER BY opened_at", [start, end])
+        found = self.db.read("SELECT doc FROM cases WHERE opened_at >= ? AND opened_at < ? "
+                             "ORDER BY opened_at", [start, end])
         return [Case.model_validate_json(r["doc"]) for r in found]

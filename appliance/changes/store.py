@@ -12,8 +12,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.log import AuditLog
-from appliance.store.migrations import migrate, rows
-from appliance.store.spans import SpanStore
+from appliance.store.database import Database, migrate, rows
 from appliance.times import iso, optional_time
 
 ChangeKind = Literal["deploy", "prompt_template", "index_refresh", "model_swap", "config"]
@@ -46,14 +45,14 @@ def _out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChangeStore:
-    def __init__(self, store: SpanStore, audit: AuditLog) -> None:
-        self.store, self.audit = store, audit
-        with store.transaction() as con:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db, self.audit = db, audit
+        with db.transaction() as con:
             migrate(con, "changes", MIGRATIONS)
 
     def record(self, change: ChangeIn, actor: str, source: str = "manual") -> dict[str, Any]:
         at = optional_time(change.at, "at") or datetime.now(UTC)  # 400 before any write
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             return self.record_in(con, change, at, actor, source)
 
     def record_in(self, con: duckdb.DuckDBPyConnection, change: ChangeIn, at: datetime,
@@ -79,13 +78,13 @@ class ChangeStore:
             if value is not None:
                 where.append(clause)
                 params.append(value)
-        return [_out(r) for r in self.store.read(
+        return [_out(r) for r in self.db.read(
             f"SELECT * FROM change_events WHERE {' AND '.join(where)} "
             "ORDER BY changed_at DESC, id LIMIT ?", [*params, limit])]
 
     # `builtins.list`: in the class body, `list` is the method above.
     def seen_values(self) -> builtins.list[dict[str, Any]]:
         """Every (service, kind, to) recorded, oldest first (seeds change inference)."""
-        with self.store.transaction() as con:
+        with self.db.transaction() as con:
             return rows(con, "SELECT service, kind, to_value FROM change_events "
                              "WHERE to_value IS NOT NULL ORDER BY changed_at")

@@ -1,4 +1,4 @@
-"""The DuckDB span store: one table of spans, written by the one daemon process.
+"""The span store: the ``spans`` table of the daemon's DuckDB file (``Database``).
 
 Why it looks like this:
 
@@ -7,8 +7,9 @@ Why it looks like this:
   absorbs duplicates inside one batch. No other index: DuckDB ART indexes are costly.
 * A batch becomes one pyarrow Table inserted by one statement in one transaction: fast,
   and nothing is half-written when it fails.
-* DuckDB I/O failures (disk full, I/O error, file lock) raise ``StoreUnavailable`` so the
-  API answers 503 + Retry-After and the collector retries; anything else is ``StoreError``.
+* Connections, locking, error mapping (``StoreUnavailable`` -> 503 + Retry-After) and
+  schema versions are the ``Database``'s (``appliance.store.database``); the table is the
+  ``spans`` component there.
 * The typed GenAI columns come from ``conventions.FIELDS``; a field added there is added
   to an existing database as a new column when the store opens.
 
@@ -20,8 +21,7 @@ float DOUBLE, str_list VARCHAR[], float_list DOUBLE[]); eval_scores MAP(VARCHAR,
 links JSON; dropped_attributes_count, dropped_events_count BIGINT.
 
 Reads return one dict per span with those keys: JSON columns parsed, eval_scores a dict,
-times UTC-aware datetimes. Reads go through Arrow because fetching TIMESTAMPTZ with
-``fetchall()`` needs pytz, which is not a dependency.
+times UTC-aware datetimes.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,11 +37,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from appliance.errors import StoreError, StoreUnavailable
+from appliance.errors import StoreError
 from appliance.ingest import conventions
 from appliance.ingest.rows import SpanRow
+from appliance.store.database import Database, migrate
 
-SCHEMA_VERSION = 1
 log = logging.getLogger("tracehold.store")
 _TS = pa.timestamp("us", tz="UTC")
 _GENAI_TYPES: dict[str, tuple[str, pa.DataType]] = {
@@ -59,6 +57,10 @@ def _column(name: str, sql: str, arrow: pa.DataType, get: Callable[[SpanRow], An
     return name, sql, arrow, get
 
 
+def _genai_getter(column: str) -> Callable[[SpanRow], Any]:
+    return lambda r: r.genai[column]
+
+
 COLUMNS = (
     _column("trace_id", "VARCHAR NOT NULL", pa.string(), lambda r: r.trace_id),
     _column("span_id", "VARCHAR NOT NULL", pa.string(), lambda r: r.span_id),
@@ -72,7 +74,7 @@ COLUMNS = (
     _column("duration_ms", "DOUBLE", pa.float64(), lambda r: r.duration_ms),
     _column("status_code", "VARCHAR", pa.string(), lambda r: r.status_code),
     _column("status_message", "VARCHAR", pa.string(), lambda r: r.status_message),
-    *(_column(f.column, *_GENAI_TYPES[f.kind], lambda r, c=f.column: r.genai[c])
+    *(_column(f.column, *_GENAI_TYPES[f.kind], _genai_getter(f.column))
       for f in conventions.FIELDS),
     _column("eval_scores", "MAP(VARCHAR, DOUBLE)", pa.map_(pa.string(), pa.float64()),
             lambda r: r.eval_scores),
@@ -86,90 +88,35 @@ COLUMNS = (
     _column("received_at", "TIMESTAMPTZ", _TS, lambda r: r.received_at),
 )
 _NAMES = ", ".join(f'"{c[0]}"' for c in COLUMNS)
-_TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException,
-              duckdb.InterruptException)
-
-
-def _store_error(exc: duckdb.Error) -> StoreError:
-    if isinstance(exc, _TRANSIENT):
-        return StoreUnavailable(f"span store unavailable: {exc}")
-    return StoreError(f"span store failed: {exc}")
+# Additive changes need no new migration: the table is created with today's columns and a
+# field added to conventions.FIELDS since is added to an existing table when it opens.
+MIGRATIONS = [[
+    "CREATE TABLE IF NOT EXISTS spans ("
+    + ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS)
+    + ", PRIMARY KEY (trace_id, span_id))",
+]]
 
 
 class SpanStore:
-    """DuckDB span store. Thread-safe: writes serialise on a lock, reads use a cursor per
-    thread (closed when the thread ends, or by ``close``). Only one process may open the
-    file (DuckDB takes a file lock)."""
+    """The span table in the daemon's ``Database``, which this store opens and owns.
+    Thread-safe as the database is. Only one process may open the file."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        # weak: a thread's cursor goes (and is closed) with the thread's locals
-        self._cursors: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
-        self._closed = False
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._listeners: list[Callable[[Sequence[SpanRow]], None]] = []
+        self.db = Database(path)
+        self.path = self.db.path
+        self._listeners: list[Callable[[Sequence[SpanRow]], object]] = []
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
-            self._migrate(self._con)
-        except BaseException as exc:
-            if self._con is not None:
-                self._con.close()
-            if isinstance(exc, duckdb.Error):
-                raise _store_error(exc) from exc
-            if isinstance(exc, OSError):
-                raise StoreUnavailable(f"span store unavailable: {exc}") from exc
+            with self.db.transaction() as con:
+                migrate(con, "spans", MIGRATIONS)
+                have = {r[0] for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'spans'").fetchall()}
+                for name, sql, _, _ in COLUMNS:  # fields added to conventions.FIELDS since
+                    if name not in have:
+                        con.execute(f'ALTER TABLE spans ADD COLUMN "{name}" {sql}')
+        except BaseException:
+            self.db.close()
             raise
-
-    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("CREATE TABLE IF NOT EXISTS schema_version "
-                    "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)")
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = row[0] if row else None
-        if version is not None and version > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has schema version {version}; this Tracehold "
-                             f"understands up to {SCHEMA_VERSION}")
-        columns = ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS)
-        con.execute(f"CREATE TABLE IF NOT EXISTS spans ({columns}, "
-                    "PRIMARY KEY (trace_id, span_id))")
-        if version is None:
-            con.execute("INSERT INTO schema_version VALUES (?, now())", [SCHEMA_VERSION])
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans'"
-        ).fetchall()}
-        for name, sql, _, _ in COLUMNS:  # fields added to conventions.FIELDS since
-            if name not in have:
-                con.execute(f'ALTER TABLE spans ADD COLUMN "{name}" {sql}')
-
-    def _writer(self) -> duckdb.DuckDBPyConnection:
-        """The connection (call with the lock held); reopened after a fatal error."""
-        if self._closed:
-            raise StoreError("span store is closed")
-        if self._con is None:
-            try:
-                self._con = duckdb.connect(str(self.path))
-            except duckdb.Error as exc:
-                raise _store_error(exc) from exc
-        return self._con
-
-    def _failed(self, exc: duckdb.Error) -> StoreError:
-        """Map a DuckDB error (call with the lock held). A fatal error (e.g. a checkpoint
-        that hit a full disk) invalidates the database until it is reopened, so drop the
-        connections: the next call reopens the file, replaying the committed WAL."""
-        if isinstance(exc, duckdb.FatalException):
-            self._drop_connections()
-        return _store_error(exc)
-
-    def _drop_connections(self) -> None:
-        for con in (*list(self._cursors), self._con):
-            if con is not None:
-                with contextlib.suppress(duckdb.Error):
-                    con.close()
-        self._cursors.clear()
-        self._local = threading.local()
-        self._con = None
 
     def insert(self, rows: Sequence[SpanRow]) -> int:
         """Insert rows in one transaction; returns how many were new (duplicates ignored)."""
@@ -179,17 +126,11 @@ class SpanStore:
             table = _table(rows)
         except (pa.ArrowException, TypeError, ValueError) as exc:  # not SpanRow-shaped
             raise StoreError(f"cannot store these rows: {exc}") from exc
-        with self._lock:
-            con = self._writer()
+        with self.db.transaction() as con:
+            con.register("_batch", table)
             try:
-                con.register("_batch", table)
-                con.begin()
                 result = con.execute(f"INSERT OR IGNORE INTO spans ({_NAMES}) "
                                      f"SELECT {_NAMES} FROM _batch").fetchone()
-                con.commit()
-            except duckdb.Error as exc:
-                _rollback(con)
-                raise self._failed(exc) from exc
             finally:
                 with contextlib.suppress(duckdb.Error):
                     con.unregister("_batch")
@@ -201,37 +142,11 @@ class SpanStore:
         if days < 0:
             raise ValueError("retention days must be >= 0")
         cutoff = datetime.now(UTC) - timedelta(days=days)
-        with self._lock:
-            con = self._writer()
-            try:
-                con.begin()
-                row = con.execute("DELETE FROM spans WHERE start_time < ?", [cutoff]).fetchone()
-                con.commit()
-            except duckdb.Error as exc:
-                _rollback(con)
-                raise self._failed(exc) from exc
+        with self.db.transaction() as con:
+            row = con.execute("DELETE FROM spans WHERE start_time < ?", [cutoff]).fetchone()
         return int(row[0]) if row else 0
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The writer connection inside one transaction, under the store's lock: for other
-        stores that keep their tables in this file (cases, audit log, change events).
-        Commits on a clean exit, rolls back on any error; DuckDB errors map as for spans.
-        The lock is not re-entrant: do not call other SpanStore methods inside."""
-        with self._lock:
-            con = self._writer()
-            try:
-                con.begin()
-                yield con
-                con.commit()
-            except duckdb.Error as exc:
-                _rollback(con)
-                raise self._failed(exc) from exc
-            except BaseException:
-                _rollback(con)
-                raise
-
-    def on_insert(self, listener: Callable[[Sequence[SpanRow]], None]) -> None:
+    def on_insert(self, listener: Callable[[Sequence[SpanRow]], object]) -> None:
         """Call ``listener(rows)`` after each committed insert, outside the lock (e.g. to
         infer change events). A listener's error is logged; the insert has succeeded."""
         self._listeners.append(listener)
@@ -245,40 +160,25 @@ class SpanStore:
 
     # ------------------------------------------------------------------ reads
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        local = self._local
-        cursor = getattr(local, "cursor", None)
-        try:
-            if cursor is None:
-                with self._lock:
-                    cursor = self._writer().cursor()
-                    self._cursors.add(cursor)
-                local.cursor = cursor
-            return cursor.sql(sql, params=list(params)).to_arrow_table().to_pylist()
-        except duckdb.Error as exc:
-            with self._lock:  # unless another thread already dropped the connections
-                error = self._failed(exc) if local is self._local else _store_error(exc)
-            raise error from exc
-
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        """A read-only query for the query modules (appliance/store/queries.py): every value
-        goes in ``params``, never into ``sql``. Rows as dicts, DuckDB errors as StoreError."""
-        return self._query(sql, params)
+        """A read-only query for the query modules (appliance/store/queries.py, detectors):
+        every value goes in ``params``, never into ``sql``. See ``Database.read``."""
+        return self.db.read(sql, params)
 
     def count(self, service: str | None = None) -> int:
         """Number of spans stored, optionally of one service."""
         if service is None:
-            return int(self._query("SELECT count(*) AS n FROM spans")[0]["n"])
-        return int(self._query("SELECT count(*) AS n FROM spans WHERE service_name = ?",
-                               [service])[0]["n"])
+            return int(self.db.read("SELECT count(*) AS n FROM spans")[0]["n"])
+        return int(self.db.read("SELECT count(*) AS n FROM spans WHERE service_name = ?",
+                                [service])[0]["n"])
 
     def last_ingest(self) -> datetime | None:
         """When the newest stored span was received, None if the store is empty."""
-        return _utc(self._query("SELECT max(received_at) AS t FROM spans")[0]["t"])
+        return _utc(self.db.read("SELECT max(received_at) AS t FROM spans")[0]["t"])
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """All spans of one trace, ordered by start_time."""
-        return [_span(r) for r in self._query(
+        return [_span(r) for r in self.db.read(
             f"SELECT {_NAMES} FROM spans WHERE trace_id = ? ORDER BY start_time, span_id",
             [trace_id.lower()])]
 
@@ -295,27 +195,24 @@ class SpanStore:
             where.append("trace_id = ?")
             params.append(trace_id.lower())
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        return [_span(r) for r in self._query(
+        return [_span(r) for r in self.db.read(
             f"SELECT {_NAMES} FROM spans {clause} "
             "ORDER BY start_time DESC, trace_id, span_id LIMIT ? OFFSET ?",
             [*params, limit, offset])]
 
     def stats(self) -> dict[str, Any]:
         """span_count, trace_count, db_bytes (database + WAL file), oldest/newest start."""
-        row = self._query("SELECT count(*) AS span_count, count(DISTINCT trace_id) AS "
-                          "trace_count, min(start_time) AS oldest_start, max(start_time) AS "
-                          "newest_start FROM spans")[0]
-        files = (self.path, self.path.with_name(self.path.name + ".wal"))
+        row = self.db.read("SELECT count(*) AS span_count, count(DISTINCT trace_id) AS "
+                           "trace_count, min(start_time) AS oldest_start, max(start_time) AS "
+                           "newest_start FROM spans")[0]
         return {"span_count": row["span_count"], "trace_count": row["trace_count"],
-                "db_bytes": sum(f.stat().st_size for f in files if f.exists()),
+                "db_bytes": self.db.file_bytes(),
                 "oldest_start": _utc(row["oldest_start"]),
                 "newest_start": _utc(row["newest_start"])}
 
     def close(self) -> None:
-        """Close every connection; later calls raise StoreError."""
-        with self._lock:
-            self._closed = True
-            self._drop_connections()
+        """Close the database (every connection); later calls raise StoreError."""
+        self.db.close()
 
 
 def _table(rows: Sequence[SpanRow]) -> pa.Table:
@@ -330,11 +227,6 @@ def _table(rows: Sequence[SpanRow]) -> pa.Table:
 
     return pa.table({name: pa.array([(get or resource)(r) for r in rows], type=arrow)
                      for name, _, arrow, get in COLUMNS})
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):  # no transaction open, or db invalidated
-        con.rollback()
 
 
 def _utc(value: datetime | None) -> datetime | None:

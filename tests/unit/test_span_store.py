@@ -21,7 +21,8 @@ from appliance.errors import StoreError, StoreUnavailable
 from appliance.ingest import conventions as cv
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import SpanRow, to_rows
-from appliance.store.spans import SCHEMA_VERSION, SpanStore
+from appliance.store.database import SCHEMA_VERSION
+from appliance.store.spans import SpanStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -156,11 +157,11 @@ class _DiskFull:
 
 def test_io_error_is_unavailable_and_rolled_back(store: SpanStore) -> None:
     store.insert([make_row(0)])
-    real = store._con
-    store._con = _DiskFull(real)  # type: ignore[assignment]
+    real = store.db._con
+    store.db._con = _DiskFull(real)  # type: ignore[assignment]
     with pytest.raises(StoreUnavailable, match="No space left"):
         store.insert([make_row(1), make_row(2)])
-    store._con = real
+    store.db._con = real
     assert store.count() == 1
     assert store.insert([make_row(1), make_row(2)]) == 2
 
@@ -169,8 +170,8 @@ def test_fatal_error_reopens_the_database(store: SpanStore) -> None:
     """A checkpoint that hits a full disk invalidates a DuckDB database until reopened."""
     store.insert([make_row(0)])
     assert len(store.spans(5)) == 1  # this thread now holds a read cursor
-    store._con = _DiskFull(store._con)  # type: ignore[arg-type]
-    store._con.error = duckdb.FatalException  # type: ignore[union-attr]
+    store.db._con = _DiskFull(store.db._con)  # type: ignore[arg-type]
+    store.db._con.error = duckdb.FatalException  # type: ignore[union-attr]
     with pytest.raises(StoreUnavailable):
         store.insert([make_row(1)])
     assert store.count() == 1  # reopened; the failed batch is not there
@@ -248,7 +249,7 @@ def test_read_cursors_end_with_their_threads(store: SpanStore) -> None:
     thread.join()
     del thread
     gc.collect()
-    assert len(store._cursors) == 0
+    assert len(store.db._cursors) == 0
 
 
 def test_concurrent_inserts_and_reads(store: SpanStore) -> None:
