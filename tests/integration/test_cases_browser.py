@@ -25,13 +25,14 @@ from playwright import sync_api as playwright
 
 from tests.conftest import Stack, tracehold
 from tests.integration.test_console_browser import (  # noqa: F401 (chromium is a fixture)
+    WAIT_MS,
     _check,
     _open,
     chromium,
 )
 from tests.otlp_payloads import export_request, genai_span
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries, pytest.mark.browser]
 
 UNDER_TEST = "test_cases_browser"
 
@@ -123,18 +124,22 @@ def test_a_case_is_worked_verified_exported_and_audited(
     page = _open(browser, console + "/cases", '[data-testid="stDataFrame"]')
     _select(page, "Service", service)
     page.get_by_text(re.compile(r"^1 cases\. Select a row")).wait_for()
-    text = _check(page, "case-01-list")
+    text = _check(page, "case-01-list", "latency_cost_regression")
     assert "latency_cost_regression" in text
     grid = page.get_by_test_id("stDataFrame").last
-    playwright.expect(grid.locator('[role="row"]').nth(1)).to_contain_text(cid)
+    playwright.expect(grid.locator('[role="row"]').nth(1)).to_contain_text(cid, timeout=WAIT_MS)
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's selection box
     page.get_by_role("button", name="Assign", exact=True).wait_for()
     assert page.url.endswith(f"/cases?case={cid}")
-    text = _check(page, "case-02-detail")
+    page.locator(".js-plotly-plot").first.wait_for()  # the metric window
+    text = _check(page, "case-02-detail", "1 change events",
+                  "detected by latency_cost_regression",
+                  *(f"Trace {trace_id}" for trace_id in worked["trace_ids"][:3]))
     assert "1 change events" in text and "detected by latency_cost_regression" in text
     signals = page.get_by_test_id("stDataFrame").first  # grids draw on a canvas: read rows
-    playwright.expect(signals.locator('[role="row"]').nth(1)).to_contain_text("ttft_s_median")
+    playwright.expect(signals.locator('[role="row"]').nth(1)).to_contain_text(
+        "ttft_s_median", timeout=WAIT_MS)
     # the metric window: its points, the onset line and the deploy's marker
     shapes = page.evaluate("document.querySelector('.js-plotly-plot').layout.shapes"
                            ".map(s => s.name)")
@@ -161,7 +166,8 @@ def test_a_case_is_worked_verified_exported_and_audited(
     page.get_by_label("Fix applied").fill("rolled back to build-1")
     _click(page, "Resolve")
     _outcome(page, "Resolved.")
-    text = _check(page, "case-04-resolved")
+    text = _check(page, "case-04-resolved", "doubled the prompt cache misses",
+                  "rolled back to build-1")
     assert "doubled the prompt cache misses" in text and "rolled back to build-1" in text
 
     # 4. verify: healthy traffic now (the detector judges the last 90 s), the detector is quiet
@@ -169,7 +175,8 @@ def test_a_case_is_worked_verified_exported_and_audited(
     assert stack.wait_stored(service, 12) == 12
     _click(page, "Verify now")
     _outcome(page, "Verification: the case is now verified.")
-    text = _check(page, "case-05-verified")
+    text = _check(page, "case-05-verified", "latency_cost_regression detector is quiet",
+                  "back to baseline")
     assert "latency_cost_regression detector is quiet" in text and "back to baseline" in text
 
     # 5. export: the browser downloads the signed zip; verify-export checks it offline
@@ -184,7 +191,7 @@ def test_a_case_is_worked_verified_exported_and_audited(
     # 6. a linked trace opens in the Traces page
     page.get_by_role("link", name=f"Trace {worked['trace_ids'][0]}").click()
     page.get_by_text(f"Trace {worked['trace_ids'][0]}").last.wait_for()
-    text = _check(page, "case-06-trace")
+    text = _check(page, "case-06-trace", f"chat m1 — {service}")
     assert f"chat m1 — {service}" in text  # the trace view's span
 
     # 7. the Audit log page: the chain verifies
@@ -200,7 +207,7 @@ def test_a_case_is_worked_verified_exported_and_audited(
     _check(page, "case-08-report")
     incidents = page.get_by_test_id("stDataFrame").filter(has_text="time to detect")
     playwright.expect(incidents.locator('[role="row"]').filter(has_text=cid)).to_contain_text(
-        "verified")
+        "verified", timeout=WAIT_MS)
 
     # 9. the Overview charts mark the deploy (once Prometheus has scraped the spans' series)
     page.get_by_role("link", name="Overview").click()

@@ -31,7 +31,7 @@ from appliance.stack import console
 from tests.conftest import Stack, tracehold
 from tests.genai_traces import AgentTrace, export
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,11 +40,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 SHOTS = Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "screenshots"
 OVERVIEW_CHARTS = 8  # 7 PromQL charts + evaluation scores (app/overview_queries.py)
 FAILURE_MARKS = ('[data-testid="stException"]',)
+# Under load Streamlit draws seconds after the data arrives: wait for what a test reads,
+# never for a fixed time, and give it long (also to playwright's expect, default 5 s).
+WAIT_MS = 60_000
+# Streamlit has finished the run and drawn it: the app root says the script is not running
+# (its status widget shows only after 500 ms of running, so its absence proves nothing),
+# no element is still a lazy-loading skeleton or left stale by the previous run, and
+# every plotly chart has computed its points.
+DRAWN = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute('data-test-script-state') === 'notRunning'
+    && document.querySelector('[data-testid="stSkeleton"], [data-stale="true"]') === null
+    && Array.from(document.querySelectorAll('.js-plotly-plot')).every(el => el.calcdata);
+}"""
 
 
 @pytest.fixture(scope="module")
 def traffic(stack: Stack) -> dict[str, Any]:
-    """GenAI traces through Envoy, spread over ~15 s so rates have several scrapes."""
+    """GenAI traces through Envoy, one batch per Prometheus scrape so rates have several."""
     marker = uuid.uuid4().hex[:10]
     service = f"console-e2e-{marker}"
     key_trace = AgentTrace(service=service, model="gpt-4o",
@@ -56,15 +69,18 @@ def traffic(stack: Stack) -> dict[str, Any]:
               for i, m in enumerate(["gpt-4o-mini", "claude-3-haiku", "unpriced-e2e-model"] * 5)]
     url = stack.endpoints["otlp_http"] + "/v1/traces"
     batches = [[key_trace], *[others[i:i + 3] for i in range(0, len(others), 3)]]
+    svc = f'service_name="{service}"'
+    calls = 0.0
     for batch in batches:
         r = httpx.post(url, content=export(batch).SerializeToString(), trust_env=False,
                        headers={"Content-Type": "application/x-protobuf",
                                 "X-API-Key": stack.key}, timeout=10)
         assert r.status_code == 200, r.text
-        time.sleep(2.5)
+        # the next batch only once Prometheus has scraped this one
+        calls = stack.wait_above("prometheus", f"sum(llm_calls_total{{{svc}}})", calls,
+                                 timeout=90)
     spans = 6 * (1 + len(others))
     assert stack.wait_stored(service, spans) == spans
-    svc = f'service_name="{service}"'
     for promql in (f"rate(llm_calls_total{{{svc}}}[1m]) > 0",
                    f"rate(llm_usage_output_tokens_total{{{svc}}}[1m]) > 0",
                    f"rate(llm_evaluation_groundedness_count{{{svc}}}[1m]) > 0"):
@@ -117,11 +133,19 @@ def _open(browser: Any, url: str, ready: str) -> Any:
     return page
 
 
-def _check(page: Any, name: str) -> str:
+def _shows(page: Any, *texts: str) -> None:
+    """Wait until the page shows each text (rendered, as _check reads the page)."""
+    body = page.locator("body")
+    for text in texts:
+        playwright.expect(body).to_contain_text(text, use_inner_text=True, timeout=WAIT_MS)
+
+
+def _check(page: Any, name: str, *shows: str) -> str:
+    """Once the page shows `shows` and Streamlit has drawn the run: a screenshot, no
+    exception, no failed panel, no request off the console's origin. The page's text."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.wait_for_function(  # no script run in progress
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-    page.wait_for_timeout(1500)  # charts and code blocks finish drawing after the data
+    _shows(page, *shows)
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
     for mark in FAILURE_MARKS:
         assert page.locator(mark).count() == 0, f"{name}: Streamlit exception"
@@ -140,7 +164,7 @@ def test_overview_charts_hold_data(stack: Stack, traffic: dict[str, Any],
     page = _open(browser, stack.endpoints["console"] + "/", ".js-plotly-plot")
     page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= "
                            f"{OVERVIEW_CHARTS}")
-    text = _check(page, "overview")
+    text = _check(page, "overview", f"Signed in as {traffic['user']}", "Source: Prometheus")
     assert f"Signed in as {traffic['user']}" in text
     assert "Source: Prometheus" in text
     # calcdata: the points plotly.js computed for each trace (data arrays may be binary)
@@ -162,13 +186,18 @@ def test_trace_search_finds_the_trace_and_shows_its_genai_content(
     page.get_by_text(re.compile(r"^1 traces, newest first")).wait_for()
     grid = page.get_by_test_id("stDataFrame")
     # the grid draws on a canvas; its accessible rows follow a moment after the caption
-    playwright.expect(grid.locator('[role="row"]').nth(1)).to_contain_text(trace.trace_hex)
+    playwright.expect(grid.locator('[role="row"]').nth(1)).to_contain_text(trace.trace_hex,
+                                                                           timeout=WAIT_MS)
     assert grid.locator('[role="row"]').count() == 2  # the header and our one trace
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 17, box["y"] + 35 + 17)  # the first row's selection box
     page.get_by_text(f"Trace {trace.trace_hex}").wait_for()
     page.get_by_text("Retrieved chunks").wait_for()
-    text = _check(page, "trace-view")
+    # the prompt, chunk and output blocks and the waterfall draw after the panel's heading
+    page.locator(".js-plotly-plot").first.wait_for()
+    text = _check(page, "trace-view", trace.prompt, trace.output,
+                  *(chunk for chunk, _ in trace.chunks),
+                  *(f"score {score:.3f}" for _, score in trace.chunks), "groundedness")
     assert trace.prompt in text and trace.output in text
     for chunk, score in trace.chunks:
         assert chunk in text and f"score {score:.3f}" in text
@@ -188,8 +217,7 @@ def test_trace_search_finds_the_trace_and_shows_its_genai_content(
 def test_other_pages_load(stack: Stack, traffic: dict[str, Any], browser: Any, path: str,
                           ready: str, expect: list[str]) -> None:
     page = _open(browser, f"{stack.endpoints['console']}/{path}", ready)
-    page.wait_for_timeout(1000)
-    text = _check(page, path)
+    text = _check(page, path, *expect)
     for snippet in expect:
         assert snippet in text, (path, snippet)
     assert stack.key not in text  # keys are shown masked only
@@ -229,9 +257,8 @@ def test_dead_prometheus_is_a_message_per_panel(stack: Stack, traffic: dict[str,
         try:
             page = ctx.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector('[data-testid="stAlertContentWarning"]', timeout=60_000)
-            page.wait_for_function(
-                "!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+            page.wait_for_selector('[data-testid="stAlertContentWarning"]', timeout=WAIT_MS)
+            page.wait_for_function(DRAWN, timeout=WAIT_MS)  # every panel has had its say
             SHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SHOTS / "overview-prometheus-down.png"))
             assert page.locator('[data-testid="stException"]').count() == 0
@@ -240,7 +267,8 @@ def test_dead_prometheus_is_a_message_per_panel(stack: Stack, traffic: dict[str,
             assert len(down) == OVERVIEW_CHARTS, warnings
             assert "Not signed in" in page.locator("body").inner_text()  # no Envoy here
             page.goto(f"http://127.0.0.1:{port}/traces")
-            page.get_by_text("traces, newest first").wait_for(timeout=60_000)
+            page.get_by_text("traces, newest first").wait_for(timeout=WAIT_MS)
+            page.wait_for_function(DRAWN, timeout=WAIT_MS)
             assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
         finally:
             ctx.close()
