@@ -63,7 +63,7 @@ def _filters() -> dict[str, Any]:
 
 
 def _counts(cases: list[Case]) -> None:
-    by_status = Counter(c.status for c in cases)
+    by_status: Counter[str] = Counter(c.status for c in cases)
     by_type = Counter(str(c.failure_type) for c in cases)
     m = st.columns(4)
     m[0].metric("Cases", len(cases))
