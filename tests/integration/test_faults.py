@@ -1,4 +1,5 @@
-"""Crashes: the stack manager restarts what died, and no acknowledged span is lost."""
+"""Crashes: the stack manager restarts what died, and no acknowledged span is lost.
+Each test kills part of a stack, so each runs on a stack of its own (`own_stack`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from appliance import sdk
 from tests.conftest import Stack
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 
 def _wait_restarted(stack: Stack, name: str, old_pid: int, restarts: int,
@@ -28,7 +29,18 @@ def _wait_restarted(stack: Stack, name: str, old_pid: int, restarts: int,
     raise AssertionError(f"{name} not restarted within {timeout}s: {stack.component(name)}")
 
 
-def test_kill_daemon_while_traces_flow_loses_nothing(stack: Stack) -> None:
+def _until_acknowledged(counting: sdk.CountingExporter, at_least: int, what: str,
+                        timeout: float = 60) -> int:
+    """Wait until the appliance has acknowledged at_least spans in all; how many it has."""
+    deadline = time.monotonic() + timeout
+    while (acked := counting.acknowledged) < at_least:
+        assert time.monotonic() < deadline, f"{what}: {acked} of {at_least} acknowledged"
+        time.sleep(0.05)
+    return acked
+
+
+def test_kill_daemon_while_traces_flow_loses_nothing(own_stack: Stack) -> None:
+    stack = own_stack
     service = f"fault-{uuid.uuid4().hex[:8]}"
     provider, counting = sdk.tracer_provider(service, stack.endpoints["otlp_grpc"], stack.key)
     tracer = provider.get_tracer("faults")
@@ -47,12 +59,13 @@ def test_kill_daemon_while_traces_flow_loses_nothing(stack: Stack) -> None:
     t = threading.Thread(target=traffic)
     t.start()
     try:
-        time.sleep(2)
+        acked = _until_acknowledged(counting, 500, "before the kill")
         daemon = stack.component("daemon")
         os.kill(daemon["pid"], signal.SIGKILL)
-        time.sleep(2)  # traffic keeps flowing into the collector's on-disk queue
+        # traffic keeps flowing into the collector's on-disk queue
+        _until_acknowledged(counting, acked + 500, "after the kill")
         _wait_restarted(stack, "daemon", daemon["pid"], daemon["restarts"])
-        time.sleep(2)
+        _until_acknowledged(counting, counting.acknowledged + 500, "after the restart")
     finally:
         stop.set()
         t.join()
@@ -64,7 +77,9 @@ def test_kill_daemon_while_traces_flow_loses_nothing(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("name", ["collector", "prometheus", "victoriametrics"])
-def test_killed_component_is_restarted_and_status_shows_it(stack: Stack, name: str) -> None:
+def test_killed_component_is_restarted_and_status_shows_it(own_stack: Stack,
+                                                           name: str) -> None:
+    stack = own_stack
     before = stack.component(name)
     os.kill(before["pid"], signal.SIGKILL)
     after, took = _wait_restarted(stack, name, before["pid"], before["restarts"])
