@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from tests.conftest import EXTERNAL_BIND, Stack, tracehold
 from tests.otlp_payloads import export_request
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 HTTP_LISTENERS = {
     "otlp_http": ("POST", "/v1/traces"),

@@ -14,7 +14,7 @@ from appliance import sdk
 from tests.conftest import Stack
 from tests.otlp_payloads import export_request, genai_span, kv
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 PLACEHOLDER = "@@INVALID-UTF8@@"
 

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import Stack, tracehold
 from tests.otlp_payloads import export_request, genai_span
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 
 def _json(stack: Stack, *args: str) -> Any:

@@ -13,7 +13,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import Stack, tracehold
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 
 def _get(stack: Stack, path: str, auth: tuple[str, str] | None = None) -> httpx.Response:

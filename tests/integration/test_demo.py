@@ -11,7 +11,7 @@ import pytest
 from appliance.demo.scenarios import SERVICES
 from tests.conftest import Stack, tracehold
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 MODELS = {"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "text-embedding-3-small"}
 DEMO = 'service_name=~"rag-api|agents-svc|chat-svc"'

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import running_stack, tracehold
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 
 def test_provider_outage_opens_one_case_with_evidence(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from appliance import sdk
 from tests.conftest import Stack
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.binaries]
 
 
 def _send(stack: Stack, service: str, protocol: str, run: str) -> tuple[int, list[str]]:
