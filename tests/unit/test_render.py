@@ -23,6 +23,7 @@ def _settings(tmp_path: Path, **kw: object) -> Settings:
     {"redaction": Redaction.drop, "tail_sampling": True},
     {"tail_sampling": True, "evaluation_names": ["faithfulness"]},
 ])
+@pytest.mark.binaries  # our collector build (.stack/bin)
 def test_collector_config_validates(tmp_path: Path, kw: dict[str, object]) -> None:
     s = _settings(tmp_path, **kw)
     argv = collector.COMPONENT.check(s, render.write_all(s, []))
@@ -55,6 +56,7 @@ def test_store_queue_never_gives_up(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("profile", list(Profile))
+@pytest.mark.binaries  # promtool (.stack/bin)
 def test_prometheus_config_checks(tmp_path: Path, profile: Profile) -> None:
     s = _settings(tmp_path, profile=profile)
     rendered = render.write_all(s, [])
