@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from appliance.audit.log import AuditLog
@@ -39,9 +39,11 @@ class Records:
     cases: CaseStore
 
     @classmethod
-    def open(cls, store: SpanStore, settings: Settings) -> Records:
+    def open(cls, store: SpanStore, settings: Settings,
+             clock: Callable[[], datetime] | None = None) -> Records:
         """Build the record stores on ``store``: migrations run, the audit signing key is
-        made at first start (and audited), and change inference watches every batch."""
+        made at first start (and audited), and change inference watches every batch.
+        ``clock`` (tests): the cases' "now", by default the system's UTC time."""
         audit = AuditLog(store.db)
         signer, created = Signer.load_or_create(settings.audit_key_file,
                                                 settings.audit_public_key_file)
@@ -52,7 +54,8 @@ class Records:
         changes = ChangeStore(store.db, audit)
         cases = CaseStore(store.db, audit, note_max_bytes=settings.case_note_max_kib * 1024,
                           max_trace_ids=settings.case_max_trace_ids,
-                          change_lookback=timedelta(hours=settings.case_change_lookback_hours))
+                          change_lookback=timedelta(hours=settings.case_change_lookback_hours),
+                          clock=clock)
         inference = ChangeInference(store, changes)
         store.on_insert(inference.observe)
         return cls(store, settings, audit, signer, changes, inference, cases)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import weakref
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +25,33 @@ from appliance.store.spans import SpanStore
 _built: weakref.WeakKeyDictionary[SpanStore, Records] = weakref.WeakKeyDictionary()
 
 
-def records_of(store: SpanStore, settings: Settings | None = None) -> Records:
+def records_of(store: SpanStore, settings: Settings | None = None,
+               clock: Callable[[], datetime] | None = None) -> Records:
     """The test's Records for ``store``, built at first use (default settings: the
-    store's folder as data folder)."""
+    store's folder as data folder; default clock: the system's)."""
     if store not in _built:
-        _built[store] = Records.open(store, settings or Settings(data_dir=store.path.parent))
+        _built[store] = Records.open(store, settings or Settings(data_dir=store.path.parent),
+                                     clock=clock)
     return _built[store]
 
 
-def open_records(tmp_path: Path, **settings: Any) -> Records:
+def open_records(tmp_path: Path, clock: Callable[[], datetime] | None = None,
+                 **settings: Any) -> Records:
     store = SpanStore(tmp_path / "spans.duckdb")
-    return records_of(store, Settings(data_dir=tmp_path, **settings))
+    return records_of(store, Settings(data_dir=tmp_path, **settings), clock)
+
+
+@dataclasses.dataclass
+class SetClock:
+    """A clock that moves only when a test moves it (cases' "now")."""
+
+    now: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 def app_for(store: SpanStore, limits: IngestLimits | None = None,

@@ -73,11 +73,12 @@ def _dumps(models: Sequence[BaseModel]) -> list[dict[str, Any]]:
 
 class CaseStore:
     def __init__(self, db: Database, audit: AuditLog, note_max_bytes: int = 64 * 1024,
-                 max_trace_ids: int = 1000, change_lookback: timedelta = timedelta(hours=24)
-                 ) -> None:
+                 max_trace_ids: int = 1000, change_lookback: timedelta = timedelta(hours=24),
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.db, self.audit = db, audit
         self.note_max_bytes, self.max_trace_ids = note_max_bytes, max_trace_ids
         self.change_lookback = change_lookback
+        self.clock = clock or _now  # "now" for every time the store stamps on a case
         with db.transaction() as con:
             migrate(con, "cases", MIGRATIONS)
 
@@ -86,7 +87,7 @@ class CaseStore:
     def open(self, body: CaseOpen, actor: str) -> Case:
         """Open a case, or add the evidence to the active case with the same signature.
         Returns the case with ``deduplicated`` true when it joined one."""
-        now = _now()
+        now = self.clock()
         onset = optional_time(body.onset_at, "onset_at") or now
         for w in body.metric_windows:
             parse_time(w.start, "metric_windows.start")
@@ -180,7 +181,7 @@ class CaseStore:
 
         def change(case: Case) -> dict[str, Any]:
             notes = case.notes if case.notes is not None else []
-            note = NoteEntry(id=f"note_{len(notes) + 1}", at=_stamp(_now()), author=actor,
+            note = NoteEntry(id=f"note_{len(notes) + 1}", at=_stamp(self.clock()), author=actor,
                              text=body.text)
             case.notes = [*notes, note]
             # the audit entry proves the text (its hash) without copying it
@@ -194,7 +195,7 @@ class CaseStore:
             before, case.status = case.status, "resolved"
             case.resolution = Resolution(root_cause=body.root_cause,
                                          fix_applied=body.fix_applied,
-                                         resolved_at=_stamp(_now()), resolved_by=actor,
+                                         resolved_at=_stamp(self.clock()), resolved_by=actor,
                                          verified_at=None)
             return {"from": before, "to": "resolved", "root_cause": body.root_cause,
                     "fix_applied": body.fix_applied}
@@ -206,7 +207,7 @@ class CaseStore:
             target: Status = "verified" if body.back_to_baseline else "investigating"
             if case.status != "resolved":
                 transitions.check(case.status, "verified", "verify")
-            check = Verification(at=_stamp(_now()), actor=actor,
+            check = Verification(at=_stamp(self.clock()), actor=actor,
                                  back_to_baseline=body.back_to_baseline, checks=body.checks,
                                  detail=body.detail)
             case.verifications.append(check)
@@ -233,8 +234,8 @@ class CaseStore:
             case.root_cause, case.confidence = root, body.confidence
             case.hypotheses = sorted(body.hypotheses, key=lambda h: h.rank)
             case.suggested_fixes = list(body.suggested_fixes)
-            case.rca = RcaRun(ran_at=_stamp(_now()), ran_by=actor, runs=runs, model=body.model,
-                              failure_type=body.failure_type,
+            case.rca = RcaRun(ran_at=_stamp(self.clock()), ran_by=actor, runs=runs,
+                              model=body.model, failure_type=body.failure_type,
                               secondary_types=body.secondary_types, details=body.details)
             return {"root_cause": root, "confidence": body.confidence, "run": runs,
                     "failure_type": body.failure_type, "hypotheses": len(body.hypotheses),
@@ -246,7 +247,7 @@ class CaseStore:
         with self.db.transaction() as con:
             case = self._load(con, case_id)
             details = change(case)
-            case.updated_at = _stamp(_now())
+            case.updated_at = _stamp(self.clock())
             self._save(con, case)
             self.audit.append_in(con, actor, action, case_id, details)
         return self.get(case_id)

@@ -25,7 +25,7 @@ from PIL import Image
 from appliance.export.bundle import MANIFEST, PUBLIC_KEY, SIGNATURE
 from appliance.export.verify import verify_export
 from appliance.records import Records
-from tests.casework import call, case_body, open_records
+from tests.casework import SetClock, call, case_body, open_records
 from tests.otlp_payloads import export_request
 
 OUTPUT = Path("test-output") / "export"
@@ -245,7 +245,8 @@ def test_case_report_pdf_renders(exported: tuple[Records, Path, str]) -> None:
 
 @pytest.mark.binaries  # pdftoppm (poppler-utils)
 def test_compliance_report(tmp_path: Path) -> None:
-    records = open_records(tmp_path, sla_resolve_hours=0.0001)
+    clock = SetClock()
+    records = open_records(tmp_path, clock, sla_resolve_hours=0.0001)
     store = records.store
     try:
         req = export_request("rag-api", 3)
@@ -257,7 +258,7 @@ def test_compliance_report(tmp_path: Path) -> None:
              headers={"Content-Type": "application/x-protobuf"})
         case = call(store, "POST", "/api/v1/cases", json=case_body(
             onset_at="2020-01-01T00:00:00Z")).json()
-        time.sleep(0.5)  # open longer than the (tiny) SLA: not a timing assert, a precondition
+        clock.advance(0.5)  # open longer than the (tiny, 0.36 s) SLA
         call(store, "POST", f"/api/v1/cases/{case['id']}/resolve",
              json={"root_cause": "r", "fix_applied": "f"})
         period = {"from": "2020-01-01", "to": "2100-01-01"}
