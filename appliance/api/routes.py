@@ -88,8 +88,7 @@ ROUTES: tuple[Route, ...] = (
           "Record a console sign-in (loopback only)", "audit", status=201),
     # compliance report
     Route("GET", "/api/v1/report", report.report,
-          "Compliance report for [from, to) (ISO 8601): JSON, HTML or PDF", "report",
-          response_class=Response),
+          "Compliance report for [from, to) (ISO 8601): JSON, HTML or PDF", "report"),
 )
 
 

@@ -169,8 +169,9 @@ def test_unknown_case_is_404(records: Records, method: str, suffix: str,
     before = audit_count(records.store)
     r = call(records.store, method, f"/api/v1/cases/case_nope{suffix}", json=body)
     assert r.status_code == 404, r.text
-    assert r.json() == {"ok": False, "status": 404, "title": "Not found",
-                        "error": "no case with id 'case_nope'"}
+    assert r.json() == {"ok": False, "status": 404, "type": "not_found", "title": "Not found",
+                        "error": "no case with id 'case_nope'",
+                        "request_id": r.headers["x-request-id"]}
     assert audit_count(records.store) == before
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.scenarios import ALL, SCENARIOS, ScenarioName
-from appliance.detect.replay import Replay, first_detection, replay
+from appliance.demo.names import ScenarioName
+from appliance.demo.replay import Replay, first_detection, replay
+from appliance.demo.scenarios import ALL, SCENARIOS
 from appliance.detect.runner import DetectorRunner, still_firing
 from appliance.detect.series import window_for
 from appliance.domain.taxonomy import FAILURE_TYPES

@@ -19,8 +19,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from appliance.demo.names import ScenarioName
 from appliance.demo.runner import Options, run
-from appliance.demo.scenarios import ScenarioName
 from appliance.demo.sink import Sink
 from appliance.detect.model import Finding
 from appliance.detect.runner import detect
