@@ -17,7 +17,7 @@ import httpx
 from appliance.cases.model import Case
 from appliance.console.daemon_client import DAEMON
 from appliance.console.panels import BackendDown, BackendError
-from appliance.console_users import USER_HEADER
+from appliance.headers import USER_HEADER
 
 
 class Refused(BackendError):

@@ -12,7 +12,7 @@ from appliance.console.config import ConsoleConfig
 from appliance.console.daemon_client import DaemonClient
 from appliance.console.panels import BackendDown, BackendError
 from appliance.console.timerange import RANGES, Window
-from appliance.console_users import USER_HEADER
+from appliance.headers import USER_HEADER
 
 
 @st.cache_resource
