@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 import uuid
@@ -27,31 +26,15 @@ DECIDED = "otelcol_processor_tail_sampling_global_count_traces_sampled"
 SENT = "otelcol_exporter_sent_spans"
 
 
-def _collector_counter(stack: Stack, name: str, **labels: str) -> float:
-    """A counter of the collector's own telemetry, read from the collector (not as
-    scraped), summed over the series that carry labels; 0 before its first increment."""
-    text = httpx.get(f"http://127.0.0.1:{stack.settings.ports.collector_telemetry}/metrics",
-                     timeout=10, trust_env=False).text
-    total = 0.0
-    for line in text.splitlines():
-        m = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)(?: -?\d+)?", line)
-        if m is None or m[1].removesuffix("_total") != name:
-            continue
-        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m[2] or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += float(m[3])
-    return total
-
-
 def _until_sampling_settled(stack: Stack, traces: int, timeout: float = 60) -> None:
     """Until the tail sampler has decided every trace (decision_wait after its first span)
     and the store's exporter has delivered every span of the traces it kept: from then
     on nothing more can reach the store. (Every trace in these tests is one span.)"""
     deadline = time.monotonic() + timeout
     while True:
-        decided, kept = _collector_counter(stack, DECIDED), _collector_counter(
-            stack, DECIDED, sampled="true")
-        sent = _collector_counter(stack, SENT, exporter="otlp_http/store")
+        decided = stack.collector_counter(DECIDED)
+        kept = stack.collector_counter(DECIDED, sampled="true")
+        sent = stack.collector_counter(SENT, exporter="otlp_http/store")
         if decided >= traces and sent >= kept:
             return
         assert time.monotonic() < deadline, (f"sampler decided {decided} of {traces} "
