@@ -191,9 +191,3 @@ def validate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     emit({"ok": not failed, "checks": [asdict(c) for c in checks]}, as_json, lines)
     if failed:
         raise ConfigError(f"configuration invalid: {', '.join(failed)}")
-
-
-def register(app: typer.Typer) -> None:
-    for command in (setup, up, down, status, logs, validate):
-        app.command()(command)
-    app.command("send-test-trace")(send_test_trace)
