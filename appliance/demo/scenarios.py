@@ -1,4 +1,4 @@
-"""Failure scenarios: one per type of the GenAI failure taxonomy (DESIGN.md), plus
+"""Failure scenarios: one per type of the GenAI failure taxonomy (docs/architecture.md), plus
 `normal`, a harmless deploy. Each changes the *causes* the apps react to
 (a quantized model, a re-built index, a new template, ...) on its target
 service once its onset has passed; the apps produce the symptoms."""

@@ -1,5 +1,5 @@
 """Operational detectors: agent loops, prompt regressions, context overflow, provider
-errors, latency/cost regressions (signals as DESIGN.md lists them)."""
+errors, latency/cost regressions (signals as docs/architecture.md lists them)."""
 
 from __future__ import annotations
 

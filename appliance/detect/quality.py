@@ -1,7 +1,7 @@
 """Quality detectors: hallucination, retrieval drift, coherence degradation.
 
 They read evaluation scores (events gen_ai.evaluation.result, kept in
-eval_scores) and retrieval scores. What tells them apart (DESIGN.md):
+eval_scores) and retrieval scores. What tells them apart (docs/architecture.md):
 groundedness falls while retrieval holds (hallucination); retrieval falls
 (drift); coherence/relevance falls or repetition rises (coherence).
 """

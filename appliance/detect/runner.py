@@ -1,6 +1,6 @@
 """Run every detector on an interval inside the daemon and hand findings to the cases.
 
-One detector per failure type (DESIGN.md taxonomy). A finding for a signature
+One detector per failure type (taxonomy: docs/architecture.md). A finding for a signature
 that is still firing is handed on again at most once a minute, with its fresh
 evidence, so an open case collects evidence without flooding the audit log.
 """

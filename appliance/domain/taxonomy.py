@@ -1,4 +1,4 @@
-"""The GenAI failure taxonomy (DESIGN.md), declared once.
+"""The GenAI failure taxonomy (docs/architecture.md), declared once.
 
 Detectors report one of these types, cases are filed under them and the RCA
 engine classifies into them. It sits below detect and cases so both import it
