@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.records import Records
 from appliance.store.spans import SpanStore
+from tests.casework import open_records
 
 
 @pytest.fixture
@@ -16,3 +18,11 @@ def store(tmp_path: Path) -> Iterator[SpanStore]:
     s = SpanStore(tmp_path / "spans.duckdb")
     yield s
     s.close()
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Iterator[Records]:
+    """The record stores over a real DuckDB file, as the daemon builds them."""
+    r = open_records(tmp_path)
+    yield r
+    r.store.close()

@@ -5,24 +5,13 @@ the CLI, the console, the export and the report read it typed without changing i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from appliance.cases.model import Case
 from appliance.records import Records
-from tests.casework import call, case_body, open_records
+from tests.casework import call, case_body
 
 ANA = {"x-tracehold-user": "ana"}
-
-
-@pytest.fixture
-def records(tmp_path: Path) -> Iterator[Records]:
-    r = open_records(tmp_path)
-    yield r
-    r.store.close()
 
 
 def _ok(r: Any) -> Any:

@@ -21,7 +21,7 @@ USER = {"x-tracehold-user": "ana"}
 
 @pytest.fixture
 def records(tmp_path: Path) -> Iterator[Records]:
-    r = open_records(tmp_path, case_note_max_kib=64)
+    r = open_records(tmp_path, case_note_max_kib=64)  # the default, pinned: tests rely on it
     yield r
     r.store.close()
 

@@ -3,7 +3,6 @@ from spans when a prompt template, index or response model first appears."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,6 @@ from tests.casework import audit_count, call, open_records
 from tests.otlp_payloads import export_request, genai_span
 
 PROTO = {"Content-Type": "application/x-protobuf"}
-
-
-@pytest.fixture
-def records(tmp_path: Path) -> Iterator[Records]:
-    r = open_records(tmp_path)
-    yield r
-    r.store.close()
 
 
 def test_record_and_list_changes(records: Records) -> None:
