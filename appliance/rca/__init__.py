@@ -1,0 +1,1 @@
+"""Root-cause analysis: the knowledge base's local sentence embedder (``embed.py``)."""
