@@ -1,5 +1,7 @@
-"""Change events (deploys, prompt templates, index refreshes, model swaps) as vertical
-markers on a time-series figure, so a step in a chart can be read against what changed.
+"""Change events (deploys, prompt templates, index refreshes, document updates, model
+swaps, config and other changes: ``appliance.domain.change_kinds``) as vertical markers on a
+time-series figure, so a step in a chart can be read against what changed. Hovering a
+marker's label says what its kind means, where it came from and its note.
 
 ``add_markers`` is pure (figure and events in, figure out). ``overlay`` fetches the events
 of a chart's range from the daemon (cached 30 s, whole minutes, so the charts of one page
@@ -20,6 +22,7 @@ from appliance.console import shared
 from appliance.console.casework_client import CaseworkClient
 from appliance.console.panels import BackendDown, BackendError
 from appliance.console.safe_text import md
+from appliance.domain.change_kinds import describe
 
 COLOUR = "#ff7f0e"
 MAX_MARKERS = 30  # more would hide the series; the newest are kept
@@ -49,6 +52,17 @@ def label(change: dict[str, Any], with_service: bool = False) -> str:
     return _plain(text)
 
 
+def hover(change: dict[str, Any]) -> str:
+    """What the change's kind means, who or what recorded it, and its note (plain text)."""
+    kind = str(change.get("kind") or "")
+    parts = [f"{kind}: {meaning}" if (meaning := describe(kind)) else kind]
+    if change.get("source"):
+        parts.append(f"{change['source']}, {change.get('actor') or '?'}")
+    if change.get("note"):
+        parts.append(str(change["note"]))
+    return "<br>".join(_plain(p, 200) for p in parts if p)
+
+
 def add_markers(fig: go.Figure, changes: list[dict[str, Any]],
                 with_service: bool = False) -> go.Figure:
     """A dotted line and a label per change event, at its time (``at``, ISO 8601 UTC)."""
@@ -58,8 +72,8 @@ def add_markers(fig: go.Figure, changes: list[dict[str, Any]],
                       line={"color": COLOUR, "width": 1.5, "dash": "dot"},
                       name=f"change {change.get('id', '')}")
         fig.add_annotation(x=at, y=1, xref="x", yref="paper", text=label(change, with_service),
-                           showarrow=False, textangle=-90, xanchor="right", yanchor="top",
-                           font={"size": 10, "color": COLOUR})
+                           hovertext=hover(change), showarrow=False, textangle=-90,
+                           xanchor="right", yanchor="top", font={"size": 10, "color": COLOUR})
     return fig
 
 

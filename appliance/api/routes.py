@@ -11,6 +11,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from appliance.api import audit, cases, changes, console, ingest, report, spans
+from appliance.domain.change_kinds import kinds_text
 
 
 class Route(NamedTuple):
@@ -51,7 +52,7 @@ ROUTES: tuple[Route, ...] = (
           "Spans stored, ingest rate, disk per store, retention", "console"),
     # change events
     Route("POST", "/api/v1/changes", changes.record,
-          "Record a change event (deploy, prompt_template, index_refresh, model_swap, config)",
+          f"Record a change event (kind: {kinds_text()})",
           "changes", status=201),
     Route("GET", "/api/v1/changes", changes.list_changes,
           "Change events, newest first; since/until are ISO 8601", "changes"),

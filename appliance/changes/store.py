@@ -6,17 +6,16 @@ from __future__ import annotations
 import builtins
 import secrets
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.log import AuditLog
+from appliance.domain.change_kinds import ChangeKind
 from appliance.store.database import Database, migrate, rows
 from appliance.times import iso, optional_time
 
-ChangeKind = Literal["deploy", "prompt_template", "index_refresh", "model_swap", "config"]
-KINDS: tuple[str, ...] = get_args(ChangeKind)
 MIGRATIONS = [[
     "CREATE TABLE change_events (id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, "
     "service VARCHAR NOT NULL, from_value VARCHAR, to_value VARCHAR, "
@@ -26,7 +25,8 @@ MIGRATIONS = [[
 
 
 class ChangeIn(BaseModel):
-    """What a person or tool reports; ``at`` is ISO 8601 (default: now)."""
+    """What a person or tool reports: ``kind`` one of ``ChangeKind``
+    (``appliance.domain.change_kinds``); ``at`` is ISO 8601 (default: now)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     kind: ChangeKind
@@ -58,7 +58,7 @@ class ChangeStore:
     def record_in(self, con: duckdb.DuckDBPyConnection, change: ChangeIn, at: datetime,
                   actor: str, source: str) -> dict[str, Any]:
         event: dict[str, Any] = {
-            "id": "chg_" + secrets.token_hex(5), "kind": change.kind,
+            "id": "chg_" + secrets.token_hex(5), "kind": change.kind.value,
             "service": change.service, "from_value": change.from_, "to_value": change.to,
             "changed_at": at, "note": change.note, "source": source, "actor": actor,
             "recorded_at": datetime.now(UTC)}

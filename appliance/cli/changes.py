@@ -8,9 +8,11 @@ import typer
 
 from appliance.cli.client import DaemonClient
 from appliance.cli.output import DataDir, JsonOpt, emit, settings
+from appliance.domain.change_kinds import kinds_text
 
 app = typer.Typer(no_args_is_help=True, help="Change events: deploys, prompt templates, "
-                                             "index refreshes, model swaps, config.")
+                                             "index refreshes, document updates, model "
+                                             "swaps, config and other changes.")
 
 
 def _line(c: dict[str, Any]) -> str:
@@ -20,8 +22,7 @@ def _line(c: dict[str, Any]) -> str:
 
 @app.command()
 def record(
-    kind: Annotated[str, typer.Option(help="deploy, prompt_template, index_refresh, "
-                                           "model_swap or config")],
+    kind: Annotated[str, typer.Option(help=kinds_text())],
     service: Annotated[str, typer.Option()],
     from_: Annotated[str | None, typer.Option("--from", help="Value before")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Value after")] = None,

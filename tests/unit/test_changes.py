@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.console import change_markers
+from appliance.domain.change_kinds import CHANGE_KINDS, describe, kinds_text
 from appliance.records import Records
+from appliance.settings import PROJECT_ROOT
 from appliance.store.spans import SpanStore
 from tests.casework import audit_count, call, open_records
 from tests.otlp_payloads import export_request, genai_span
@@ -52,6 +55,18 @@ def test_bad_change_is_400_with_reason_and_writes_nothing(records: Records, body
     assert r.json()["title"] == "Invalid request" and field in r.json()["error"]
     assert call(records.store, "GET", "/api/v1/changes").json()["changes"] == []
     assert audit_count(records.store) == before
+
+
+@pytest.mark.parametrize("kind", CHANGE_KINDS)
+def test_every_kind_is_accepted_and_documented(records: Records, kind: str) -> None:
+    r = call(records.store, "POST", "/api/v1/changes",
+             json={"kind": kind, "service": "s", "to": "x"})
+    assert r.status_code == 201 and r.json()["kind"] == kind, r.text
+    # one declaration: the docs' table, the CLI's help and the console's hover text say it
+    meaning = describe(kind)
+    assert f"| `{kind}` | {meaning}" in (PROJECT_ROOT / "docs" / "casework.md").read_text()
+    assert kind in kinds_text() and kind in change_markers.hover(r.json())
+    assert meaning in change_markers.hover(r.json())
 
 
 def test_malformed_since_is_400(records: Records) -> None:
