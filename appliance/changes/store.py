@@ -3,7 +3,6 @@ also an audit entry, in the same transaction."""
 
 from __future__ import annotations
 
-import builtins
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.audit.log import AuditLog
 from appliance.domain.change_kinds import ChangeKind
-from appliance.store.database import Database, migrate, rows
+from appliance.store.database import Database, migrate
 from appliance.times import iso, optional_time
 
 MIGRATIONS = [[
@@ -81,10 +80,3 @@ class ChangeStore:
         return [_out(r) for r in self.db.read(
             f"SELECT * FROM change_events WHERE {' AND '.join(where)} "
             "ORDER BY changed_at DESC, id LIMIT ?", [*params, limit])]
-
-    # `builtins.list`: in the class body, `list` is the method above.
-    def seen_values(self) -> builtins.list[dict[str, Any]]:
-        """Every (service, kind, to) recorded, oldest first (seeds change inference)."""
-        with self.db.transaction() as con:
-            return rows(con, "SELECT service, kind, to_value FROM change_events "
-                             "WHERE to_value IS NOT NULL ORDER BY changed_at")

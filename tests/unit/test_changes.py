@@ -118,3 +118,89 @@ def test_detectors_can_call_inference_with_span_dicts(records: Records) -> None:
     recorded = records.inference.observe(spans)
     assert [(c["kind"], c["from"], c["to"]) for c in recorded] == [("index_refresh", "a", "b")]
     assert records.inference.observe(spans) == []
+
+
+def _changes(store: SpanStore) -> list[tuple[str, str, str | None, str | None]]:
+    return [(c["service"], c["kind"], c["from"], c["to"]) for c in
+            call(store, "GET", "/api/v1/changes").json()["changes"]]
+
+
+def test_a_fresh_start_records_no_change(records: Records, tmp_path: Path) -> None:
+    """The demo's services route between several models, call an embedding model beside a
+    chat model and read an index: all of it is the baseline on a fresh start."""
+    from appliance.demo.replay import replay
+
+    replay(records.store, tmp_path, 120, 1.5, seed=11)
+    models = records.store.read("SELECT service_name, count(DISTINCT response_model) AS n "
+                                "FROM spans GROUP BY ALL")
+    assert max(r["n"] for r in models) >= 3  # several models per service, and yet:
+    assert _changes(records.store) == []
+
+
+def test_one_batch_of_a_new_service_is_its_baseline(records: Records) -> None:
+    store = records.store
+    _ingest(store, "router", **{"gen_ai.request.model": "m1", "gen_ai.response.model": "m1-a"})
+    _ingest(store, "router", **{"gen_ai.request.model": "m2", "gen_ai.response.model": "m2-a",
+                                "tracehold.prompt.template.version": "v1",
+                                "gen_ai.data_source.id": "kb",
+                                "tracehold.index.version": "idx-1"})
+    assert _changes(store) == []
+
+
+def test_a_new_value_after_the_baseline_is_a_change_from_to(records: Records) -> None:
+    store = records.store
+    base = {"gen_ai.request.model": "m1", "gen_ai.response.model": "m1-a",
+            "tracehold.prompt.template.version": "v1", "gen_ai.data_source.id": "kb",
+            "tracehold.index.version": "idx-1"}
+    _ingest(store, "rag", **base)
+    _ingest(store, "rag", **{**base, "gen_ai.response.model": "m1-a-q4",
+                             "tracehold.index.version": "idx-2"})
+    _ingest(store, "rag", **{**base, "tracehold.prompt.template.version": "v2"})
+    assert sorted(_changes(store)) == [("rag", "index_refresh", "idx-1", "idx-2"),
+                                       ("rag", "model_swap", "m1-a", "m1-a-q4"),
+                                       ("rag", "prompt_template", "v1", "v2")]
+    notes = {c["kind"]: c["note"] for c in records.changes.list()}
+    assert notes["model_swap"] == "first seen in spans (request_model m1)"
+    assert notes["index_refresh"] == "first seen in spans (data_source_id kb)"
+    # a value the slot has shown before is not a new change (a canary flipping back),
+    # but it is the value the next change starts from
+    _ingest(store, "rag", **base)
+    assert len(_changes(store)) == 3
+    _ingest(store, "rag", **{**base, "tracehold.prompt.template.version": "v3"})
+    assert ("rag", "prompt_template", "v1", "v3") in _changes(store)
+
+
+def test_a_late_batch_of_the_old_value_is_not_a_change(records: Records) -> None:
+    old = [genai_span(**{"tracehold.prompt.template.version": "v0"})]
+    for span in old:  # started an hour before the baseline's spans, delivered after them
+        span.start_time_unix_nano -= 3_600 * 10**9
+    _ingest(records.store, "svc", **{"tracehold.prompt.template.version": "v1"})
+    req = export_request("svc", 0, spans=old)
+    assert call(records.store, "POST", "/v1/traces", content=req.SerializeToString(),
+                headers=PROTO).status_code == 200
+    assert _changes(records.store) == []
+    _ingest(records.store, "svc", **{"tracehold.prompt.template.version": "v2"})
+    assert _changes(records.store) == [("svc", "prompt_template", "v1", "v2")]
+
+
+def test_a_restart_keeps_the_baseline(records: Records, tmp_path: Path) -> None:
+    """Nothing was ever recorded before the restart: the baseline comes from the spans."""
+    _ingest(records.store, "svc", **{"tracehold.prompt.template.version": "v1"})
+    _ingest(records.store, "svc", **{"tracehold.prompt.template.version": "v2"})
+    _ingest(records.store, "svc", **{"tracehold.prompt.template.version": "v1"})  # rollback
+    _ingest(records.store, "quiet", **{"tracehold.prompt.template.version": "q1"})
+    assert _changes(records.store) == [("svc", "prompt_template", "v1", "v2")]
+    records.store.close()
+    again = open_records(tmp_path)
+    try:
+        _ingest(again.store, "quiet", **{"tracehold.prompt.template.version": "q1"})
+        _ingest(again.store, "svc", **{"tracehold.prompt.template.version": "v1"})
+        assert len(_changes(again.store)) == 1  # seen before the restart: not new
+        _ingest(again.store, "quiet", **{"tracehold.prompt.template.version": "q2"})
+        _ingest(again.store, "svc", **{"tracehold.prompt.template.version": "v3"})
+        assert sorted(_changes(again.store)) == [
+            ("quiet", "prompt_template", "q1", "q2"),
+            ("svc", "prompt_template", "v1", "v2"),
+            ("svc", "prompt_template", "v1", "v3")]  # from the current value (the rollback)
+    finally:
+        again.store.close()
