@@ -19,7 +19,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from appliance.errors import MalformedPayload
-from appliance.ingest.genai import eval_name
+from appliance.ingest.genai import feeds_column
 from appliance.ingest.lenient import LenientKeyValue
 from appliance.ingest.limits import IngestLimits
 
@@ -71,7 +71,7 @@ def decode_attributes(kvs: Any, limits: IngestLimits, protected: frozenset[str]
                       ) -> tuple[dict[str, Any], int]:
     """Encoded KeyValues -> (dict, number dropped) under the limits.py truncation rule.
     ``protected`` names are kept beyond the count limit (and, when it is not empty,
-    ``gen_ai.evaluation.<name>.score`` keys too)."""
+    the keys ``genai.feeds_column`` names too: evaluation and document scores)."""
     vlim = limits.max_attribute_value_bytes
     cache = _PAIRS.get(vlim) or _PAIRS.setdefault(vlim, {})
     if len(kvs) > limits.max_attributes_per_span:
@@ -113,7 +113,7 @@ def _truncated(kvs: Any, limits: IngestLimits, protected: frozenset[str],
     kept = 0
     for index, raw in enumerate(kvs):
         key, value = _pair(raw, vlim, cache)
-        if index < first or key in protected or (protected and eval_name(key)):
+        if index < first or key in protected or (protected and feeds_column(key)):
             out[key] = value
             kept += 1
     return out, len(kvs) - kept

@@ -11,8 +11,10 @@ Where the conventions have no attribute yet, Tracehold reads one in the
 ``tracehold.*`` namespace and accepts the common alternatives listed here.
 
 ``ATTRIBUTES`` declares the few attributes read straight from a span's stored
-attributes rather than from a column (the detectors' extra evidence); nothing
-reads a span attribute that is not declared in one of the two tables.
+attributes rather than from a column (the detectors' extra evidence), and
+``RETRIEVAL_DOCUMENTS`` the retrieved documents (whose scores also fill the
+``retrieval_scores`` column); nothing reads a span attribute that is not declared
+in one of these.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ FIELDS: tuple[GenAIField, ...] = (
     GenAIField("embedding_model", "tracehold.embedding.model", "str",
                ("embedding.model_name",), "embedding model used for retrieval"),
     GenAIField("retrieval_scores", "tracehold.retrieval.scores", "float_list",
-               ("retrieval.scores",), "relevance score of each retrieved chunk"),
+               ("retrieval.scores",), "relevance score of each retrieved chunk (else the "
+                                      "scores of RETRIEVAL_DOCUMENTS)"),
     GenAIField("input_messages", "gen_ai.input.messages", "str",
                ("gen_ai.prompt", "input.value"), "prompt messages (JSON text)"),
     GenAIField("output_messages", "gen_ai.output.messages", "str",
@@ -105,6 +108,34 @@ INDEX_EMBEDDING_MODEL = SpanAttribute(
     doc="embedding model the retrieval index was built with")
 ATTRIBUTES: tuple[SpanAttribute, ...] = (TOOL_CALL_ARGUMENTS, MODEL_CONTEXT_WINDOW,
                                          INDEX_EMBEDDING_MODEL)
+
+
+
+@dataclass(frozen=True)
+class RetrievedDocuments:
+    """Where instrumentation libraries put the documents a retrieval returned, each with
+    its score: one list attribute per library (``lists``, a list of ``{id, score,
+    content|text}`` objects, structured or as JSON text, on the span or on one of its
+    events), or OpenInference's flattened ``retrieval.documents.<i>.document.<field>``.
+
+    The chunk view shows them, and when a span sends no plain list of scores
+    (``retrieval_scores``' own names) their scores fill that column: the retrieval
+    signal is the same whichever library emitted the span."""
+
+    lists: tuple[str, ...]
+    score: tuple[str, ...]  # a document's score: the first of these keys it has
+    flattened: str  # regular expression of a flattened key: (index, field)
+    flattened_prefix: str  # what every flattened key starts with (a cheap test)
+    flattened_score: str  # how a flattened key that holds a score ends
+
+
+RETRIEVAL_DOCUMENTS = RetrievedDocuments(
+    lists=("gen_ai.retrieval.documents", "tracehold.retrieval.documents"),
+    score=("score", "document.score"),
+    flattened=r"retrieval\.documents\.(\d+)\.document\.(id|content|score)",
+    flattened_prefix="retrieval.documents.",
+    flattened_score=".document.score",
+)
 
 # gen_ai.operation.name values that are a request to a model (as opposed to retrieval,
 # tools, agent steps): detectors and the console's charts count the same calls.

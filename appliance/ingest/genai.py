@@ -8,7 +8,8 @@
 * ``attribute_scores``: ``gen_ai.evaluation.<name>.score`` span attributes (evaluation
   events are read while building the row's events, in ``appliance.ingest.rows``).
 * ``PROTECTED``: every attribute name that feeds a typed column, kept even beyond the
-  attribute count limit (``appliance.ingest.limits``).
+  attribute count limit (``appliance.ingest.limits``); ``feeds_column`` says the same of
+  the names that follow a pattern (evaluation scores, OpenInference document scores).
 
 The lookup tables are built once at import: per span, typing costs one set intersection
 and a dict lookup per GenAI attribute present.
@@ -24,7 +25,9 @@ from appliance.ingest import conventions as cv
 EVAL_PREFIX, EVAL_SUFFIX = "gen_ai.evaluation.", ".score"  # gen_ai.evaluation.<name>.score
 OPERATION = cv.BY_COLUMN["operation"].column
 PROTECTED = frozenset({name for field in cv.FIELDS for name in field.names}
-                      | {cv.OPENINFERENCE_KIND, cv.EVALUATION_NAME, cv.EVALUATION_SCORE})
+                      | {cv.OPENINFERENCE_KIND, cv.EVALUATION_NAME, cv.EVALUATION_SCORE}
+                      | set(cv.RETRIEVAL_DOCUMENTS.lists))
+_DOCS = cv.RETRIEVAL_DOCUMENTS
 
 
 def eval_name(key: str) -> str:
@@ -32,6 +35,12 @@ def eval_name(key: str) -> str:
     if key.startswith(EVAL_PREFIX) and key.endswith(EVAL_SUFFIX):
         return key[len(EVAL_PREFIX):-len(EVAL_SUFFIX)]
     return ""
+
+
+def feeds_column(key: str) -> bool:
+    """A ``gen_ai.evaluation.<name>.score`` or ``retrieval.documents.<i>.document.score`` key."""
+    return bool(eval_name(key)) or (key.startswith(_DOCS.flattened_prefix)
+                                    and key.endswith(_DOCS.flattened_score))
 
 
 def attribute_scores(attrs: dict[str, Any]) -> dict[str, float]:

@@ -16,7 +16,9 @@ Attributes per span (``max_attributes_per_span``, default 1024)
     The first N attributes in wire order are kept and the rest dropped, except
     that an attribute that feeds a typed column is ALWAYS kept even beyond N:
     every name in ``conventions.FIELDS`` (canonical and aliases),
-    ``conventions.OPENINFERENCE_KIND`` and ``gen_ai.evaluation.<name>.score``.
+    ``conventions.OPENINFERENCE_KIND``, ``gen_ai.evaluation.<name>.score``, the
+    retrieved-document lists of ``conventions.RETRIEVAL_DOCUMENTS`` and
+    OpenInference's ``retrieval.documents.<i>.document.score``.
     The number dropped is added to the span's ``dropped_attributes_count``. The
     same count limit applies to resource, event and link attributes (for those
     the drop is not recorded).

@@ -30,6 +30,8 @@ from appliance.ingest.genai import (
 )
 from appliance.ingest.lenient import LenientRequest
 from appliance.ingest.limits import IngestLimits
+from appliance.ingest.retrieval import COLUMN as RETRIEVAL_SCORES
+from appliance.ingest.retrieval import document_scores, may_have_documents
 
 _KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer",
           5: "consumer"}
@@ -45,7 +47,8 @@ class SpanRow:
 
     * ``parent_span_id``: None unless 8 bytes and not all zero.
     * ``genai``: one entry per ``conventions.FIELDS`` column, typed as documented in
-      ``appliance.ingest.genai``.
+      ``appliance.ingest.genai``; ``retrieval_scores`` falls back to the scores of the
+      retrieved documents (``appliance.ingest.retrieval``).
     * ``eval_scores``: ``gen_ai.evaluation.<name>.score`` span attributes, then evaluation
       events (``EVALUATION_NAME``/``EVALUATION_SCORE``), later ones winning.
     * ``attributes``, ``resource_attributes``: JSON-serialisable dicts (see
@@ -106,9 +109,15 @@ def to_rows(request: Message, limits: IngestLimits, received_at: datetime) -> Ro
                     rejected += 1
                     continue
                 attrs, dropped = decode_attributes(span.attributes, limits, PROTECTED)
-                # Cheap pre-check: most spans carry no gen_ai.evaluation.* attribute.
-                scores = attribute_scores(attrs) if EVAL_PREFIX in "\n".join(attrs) else {}
+                # Cheap pre-checks: most spans carry no gen_ai.evaluation.* attribute and
+                # no retrieved documents.
+                keys = "\n".join(attrs)
+                scores = attribute_scores(attrs) if EVAL_PREFIX in keys else {}
                 events, links, status = span.events, span.links, span.status
+                genai = genai_columns(attrs)
+                kept = _events(events, limits, scores) if events else []
+                if genai[RETRIEVAL_SCORES] is None and (kept or may_have_documents(keys)):
+                    genai[RETRIEVAL_SCORES] = document_scores(attrs, kept)
                 parent, name = span.parent_span_id, span.name
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 rows.append(SpanRow(
@@ -119,8 +128,7 @@ def to_rows(request: Message, limits: IngestLimits, received_at: datetime) -> Ro
                     _KINDS.get(span.kind, "unspecified"),
                     service, scope, _time(start), _time(end), (end - start) / 1e6,
                     _STATUS.get(status.code, "unset"), decode_text(status.message, vlim),
-                    genai_columns(attrs), scores, attrs, resource,
-                    _events(events, limits, scores) if events else [],
+                    genai, scores, attrs, resource, kept,
                     _links(links, limits) if links else [],
                     span.dropped_attributes_count + dropped,
                     span.dropped_events_count + max(0, len(events) - max_events),

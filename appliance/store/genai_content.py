@@ -2,10 +2,12 @@
 
 Retrieved chunks are read from, in order:
 
-1. ``gen_ai.retrieval.documents`` (GenAI conventions), or ``tracehold.retrieval.documents``
+1. the retrieved documents as ``appliance.ingest.retrieval.documents`` finds them (the
+   same reading whose scores fill the ``retrieval_scores`` column the detectors judge):
+   ``gen_ai.retrieval.documents`` (GenAI conventions), or ``tracehold.retrieval.documents``
    (what the demo sends): a list of ``{id, score, content|text}`` objects, structured or
    as JSON text, on the span or on one of its events;
-2. OpenInference's flattened ``retrieval.documents.<i>.document.{id,content,score}``;
+2. or OpenInference's flattened ``retrieval.documents.<i>.document.{id,content,score}``;
 3. ``tracehold.retrieval.chunks`` (a list of strings) beside the
    ``retrieval_scores`` column (``tracehold.retrieval.scores``);
 4. only ``retrieval_scores``: one chunk per score, without content.
@@ -18,13 +20,11 @@ content}]`` in older ones, or plain text (OpenInference ``input.value``).
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-DOCUMENTS = "gen_ai.retrieval.documents"
-DOCUMENT_KEYS = (DOCUMENTS, "tracehold.retrieval.documents")
+from appliance.ingest.retrieval import documents, score_of
+
 TRACEHOLD_CHUNKS = "tracehold.retrieval.chunks"
-_OPENINFERENCE = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|content|score)")
 
 
 def _json(value: Any) -> Any:
@@ -43,34 +43,17 @@ def _chunk(doc: Any) -> dict[str, Any] | None:
     if not isinstance(doc, dict):
         return None
     content = doc.get("content", doc.get("text", doc.get("document.content")))
-    score = doc.get("score", doc.get("document.score"))
     return {"id": doc.get("id", doc.get("document.id")),
             "content": content if isinstance(content, str) else _text(content),
-            "score": float(score) if isinstance(score, int | float) else None}
-
-
-def _documents(value: Any) -> list[dict[str, Any]]:
-    value = _json(value)
-    if not isinstance(value, list):
-        return []
-    return [c for c in map(_chunk, value) if c is not None]
+            "score": score_of(doc)}
 
 
 def retrieved_chunks(span: dict[str, Any]) -> list[dict[str, Any]]:
     """``[{id, content, score}]`` for a span dict as the span store returns it."""
     attrs: dict[str, Any] = span.get("attributes") or {}
-    for key in DOCUMENT_KEYS:
-        if key in attrs:
-            return _documents(attrs[key])
-        for event in span.get("events") or []:
-            if key in (event.get("attributes") or {}):
-                return _documents(event["attributes"][key])
-    flat: dict[int, dict[str, Any]] = {}
-    for key, value in attrs.items():
-        if m := _OPENINFERENCE.fullmatch(key):
-            flat.setdefault(int(m[1]), {})[m[2]] = value
-    if flat:
-        return [c for _, d in sorted(flat.items()) if (c := _chunk(d)) is not None]
+    docs = documents(attrs, span.get("events") or [])
+    if docs is not None:
+        return [c for c in map(_chunk, docs) if c is not None]
     scores = span.get("retrieval_scores") or []
     texts = _json(attrs.get(TRACEHOLD_CHUNKS)) or []
     if not isinstance(texts, list):
