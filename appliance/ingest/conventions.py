@@ -106,8 +106,15 @@ MODEL_CONTEXT_WINDOW = SpanAttribute(
 INDEX_EMBEDDING_MODEL = SpanAttribute(
     "tracehold.index.embedding_model",
     doc="embedding model the retrieval index was built with")
+REQUEST_TEMPERATURE = SpanAttribute(
+    "gen_ai.request.temperature",
+    doc="sampling temperature asked for; root-cause analysis compares its cohorts")
+RETRIEVAL_TOP_K = SpanAttribute(
+    "tracehold.retrieval.top_k",
+    doc="how many chunks a retrieval returns; root-cause analysis compares its cohorts")
 ATTRIBUTES: tuple[SpanAttribute, ...] = (TOOL_CALL_ARGUMENTS, MODEL_CONTEXT_WINDOW,
-                                         INDEX_EMBEDDING_MODEL)
+                                         INDEX_EMBEDDING_MODEL, REQUEST_TEMPERATURE,
+                                         RETRIEVAL_TOP_K)
 
 
 
