@@ -2,7 +2,8 @@
 facts behind it, scored 0..1.
 
 * a **change** event: how well its kind fits the type, its lag before the onset, its
-  scope (the case's service, or another one), and what the data says about its new
+  scope (the case's service; another service whose new model, template or index the
+  case's service uses; or an unrelated one), and what the data says about its new
   value (the cohort carrying it is bad: blamed; healthy: cleared);
 * a new **template** version, **index** (version, embedding model, top_k) or **model**
   (response model, temperature) whose cohort is worse than the rest, when no change
@@ -67,6 +68,9 @@ ENTITY_FIT: dict[FailureType, dict[str, float]] = {
 AFTER_ONSET_S = 120.0  # a change this long after the first symptom cannot have caused it
 PROMPT_LAG_S = 900.0  # within this before the onset, a change is as suspect as can be
 OTHER_SERVICE = 0.15  # a change in another service, next to one in the case's service
+# A change recorded against another service whose new value (model, template, index)
+# the case's service uses is nearly as close as its own.
+SCOPE = {"service": 1.0, "shared_value": 0.8}
 ONE_ROLLOUT_S = 120.0  # new values first seen this close together came with one rollout
 SERVICE_ITSELF = 0.4  # the fallback: the service, with no narrower entity found
 NOISE = 0.05  # candidates scoring less are not listed
@@ -148,7 +152,7 @@ def _changes(ev: Evidence, failure_type: FailureType, groups: list[_Group],
     for c in ev.of(FactKind.change):
         v = c.values
         fit = CHANGE_FIT[failure_type].get(ChangeKind(str(v["change_kind"])), 0.3)
-        scope = 1.0 if v["same_service"] else (
+        scope = SCOPE.get(str(v["scope"])) or (
             2 * OTHER_SERVICE if failure_type == T.provider_error else OTHER_SERVICE)
         matched = ev.get(FactKind.cohort, _about_of(ev, v["cohort"]))
         group = next((g for g in groups if matched is not None and g.facts[0].about
@@ -164,12 +168,19 @@ def _changes(ev: Evidence, failure_type: FailureType, groups: list[_Group],
         else:
             data, note = 0.7, ""
         score = fit * _lag_weight(float(v["lag_s"] or 0)) * scope * data
-        where = "" if v["same_service"] else f" in another service ({v['service']})"
+        where = "" if v["same_service"] else f" in {v['service']}" + (
+            ", whose new value this service uses" if v["scope"] == "shared_value"
+            else ", another service")
         out.append(Hypothesis(
             "change", c.about, round(score, 3), ids,
             f"change {c.about}: {v['change_kind']} {v['from']} -> {v['to']}{where}, "
-            f"{v['lag_s']} s before the onset{note}"))
+            f"{_lag_text(float(v['lag_s'] or 0))}{note}"))
     return out
+
+
+def _lag_text(lag_s: float) -> str:
+    return (f"{lag_s:g} s before the onset" if lag_s >= 0
+            else f"{-lag_s:g} s after the first symptom")
 
 
 def _about_of(ev: Evidence, fact_id: Any) -> str:
@@ -199,8 +210,9 @@ def candidates(ev: Evidence, failure_type: FailureType, type_score: float,
             spread = 0.85 + 0.15 * min(1, max(0, int(p.values["services_affected"] or 0) - 1))
             out.append(Hypothesis("provider", p.about,
                                   round(fit.get("provider", 0.3) * strength * spread, 3), [p.id],
-                                  f"provider {p.about} fails {p.values['recent']} of calls "
-                                  f"(baseline {p.values['baseline']}) in "
+                                  f"provider {p.about} fails "
+                                  f"{float(p.values['recent'] or 0):.0%} of calls (baseline "
+                                  f"{float(p.values['baseline'] or 0):.0%}) in "
                                   f"{p.values['services_affected']} services"))
     for f in ev.of(FactKind.trace_shape):
         if f.about.startswith("repeated_tool:"):
@@ -213,13 +225,13 @@ def candidates(ev: Evidence, failure_type: FailureType, type_score: float,
                                       round(0.8 * fit.get("agent", 0.3) * s, 3), [f.id],
                                       f"agent {v['agent']} repeats the call"))
     trend = ev.get(FactKind.turn_trend, "coherence_by_turn")
-    why = (f"quality falls with the turn index (late turns {trend.values['late_recent']}, "
-           f"early {trend.values['early_recent']}); " if trend is not None
+    why = (f": quality falls with the turn index (late turns {trend.values['late_recent']}, "
+           f"early {trend.values['early_recent']})" if trend is not None
            and failure_type == T.coherence_degradation else "")
     out.append(Hypothesis("agent", ev.service, round(SERVICE_ITSELF * type_score, 3),
                           [f.id for f in ev.of(FactKind.telemetry)] + type_evidence,
-                          f"{ev.service} itself: {why}no change event, new version or "
-                          "provider explains it"))
+                          f"{ev.service} itself rather than a change event, new version or "
+                          f"provider{why}"))
     seen: set[tuple[str, str]] = set()
     ranked = []
     for h in sorted(out, key=lambda h: -h.score):

@@ -312,17 +312,21 @@ def providers(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> Non
 
 def change_events(changes: Sequence[dict[str, Any]], ev: Evidence) -> None:
     """Each change near the onset with its lag and scope, and the cohort its new value
-    matches in the case's service (how much of the traffic it reached: canary share)."""
+    matches in the case's service (how much of the traffic it reached: canary share).
+    Scope: ``service`` (the case's own), ``shared_value`` (recorded against another
+    service, a gateway say, but its new model, template or index is in this service's
+    traffic) or ``other_service``."""
     cohort_facts, main = ev.of(FactKind.cohort), MAIN_SIGNAL[ev.detected_type]
     for c in sorted(changes, key=lambda c: (c["at"] or "", c["id"])):
         at = parse_time(c["at"], "at")
         same = c["service"] == ev.service
-        match = _matching_cohort(c, cohort_facts, main) if same else None
+        match = _matching_cohort(c, cohort_facts, main)
+        scope = "service" if same else "shared_value" if match else "other_service"
         ev.add(FactKind.change, c["id"], {
             "change_kind": c["kind"], "service": c["service"], "from": c["from"], "to": c["to"],
             "at": c["at"], "source": c["source"],
             "lag_s": round((ev.onset - at).total_seconds(), 1), "same_service": same,
-            "cohort": match.id if match else None,
+            "scope": scope, "cohort": match.id if match else None,
             "canary_share": match.values["recent_share"] if match else None})
 
 

@@ -166,7 +166,8 @@ def test_without_its_change_event_the_data_names_the_model_over_another_service_
         tmp_path: Path) -> None:
     """No change inference while the traffic arrives (a store filled before the appliance
     watched it): the only change event is a model swap in another service at the onset,
-    a change that fits hallucination well. The response-model cohort names the culprit."""
+    a change that fits hallucination well. The response-model cohort names the culprit;
+    then a swap to that very model, recorded against the gateway, takes the blame."""
     store = SpanStore(tmp_path / "spans.duckdb")
     try:
         run = replay(store, tmp_path, SECONDS, RATE, seed=SEED, scenario=N.hallucination,
@@ -185,6 +186,14 @@ def test_without_its_change_event_the_data_names_the_model_over_another_service_
         assert _top(rca.details) == ("model", model)
         assert "temperature=" in rca.details["hypotheses"][0]["summary"]  # same rollout
         assert [h["ref"] for h in rca.details["hypotheses"]].index(other) > 0
+        # Scope is also the value: the swap recorded against the model gateway, another
+        # service, whose new model is the one rag-api's calls answer with, is to blame.
+        gateway = _record(records, ChangeKind.model_swap, "model-gateway",
+                          run.onset - timedelta(seconds=30),
+                          rag.MODEL.name + rag.MODEL.response_suffix, model)
+        rca = rules_rca(records, case.id, now=at)
+        assert _top(rca.details) == ("change", gateway), rca.details["hypotheses"]
+        assert rca.confidence >= 0.5
     finally:
         store.close()
 
