@@ -21,7 +21,7 @@ from appliance.ingest.conventions import (
     TOOL_CALL_ARGUMENTS,
 )
 from appliance.rca.facts import Evidence, Fact, FactKind, Value
-from appliance.rca.reads import Agg, Cohort, Span, cohorts, stat
+from appliance.rca.reads import TRACE_SAMPLE, Agg, Cohort, Span, cohorts, stat
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 from appliance.times import parse_time
@@ -191,7 +191,8 @@ def version_cohorts(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) 
                     "recent": _r(x.recent), "n_recent": x.n_recent, "baseline": _r(x.baseline),
                     "n_baseline": x.n_baseline, "others_recent": _r(others),
                     "new": x.value in new, "recent_share": round(x.n_recent / measured, 3),
-                    "first_seen": x.first_seen.isoformat() if x.first_seen else None})
+                    "first_seen": x.first_seen.isoformat() if x.first_seen else None},
+                    x.trace_ids)
 
 
 def _new(x: Cohort, w: Span) -> bool:
@@ -241,15 +242,18 @@ def input_size(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> No
         "avg(CASE WHEN f >= ? THEN 1.0 ELSE 0.0 END) FILTER (WHERE seen < ? AND f IS NOT NULL) "
         "AS near_window_share_baseline, "
         "count(*) FILTER (WHERE seen >= ? AND error_type = 'context_length_exceeded') "
-        "AS over_window_recent, count(f) AS n "
-        f"FROM (SELECT {SEEN} AS seen, error_type, {fill} AS f FROM spans "
+        "AS over_window_recent, count(f) AS n, list_slice(list(DISTINCT trace_id ORDER BY "
+        "trace_id) FILTER (WHERE seen >= ? AND (f >= ? OR error_type = "
+        f"'context_length_exceeded')), 1, {TRACE_SAMPLE}) AS traces "
+        f"FROM (SELECT trace_id, {SEEN} AS seen, error_type, {fill} AS f FROM spans "
         f"WHERE {scope} AND {MODEL_CALL})",
         [w.onset, w.onset, cfg.context_fill, w.onset, cfg.context_fill, w.onset, w.onset,
-         *params])[0]
+         w.onset, cfg.context_fill, *params])[0]
     if r["n"]:
         ev.add(FactKind.input_size, "context_window_fill", {
             k: (_r(v) if k != "over_window_recent" else int(v)) for k, v in r.items()
-            if k != "n"} | {"context_fill": cfg.context_fill})
+            if k not in ("n", "traces")} | {"context_fill": cfg.context_fill},
+            list(r["traces"] or []))
 
 
 def turn_trend(store: SpanStore, ev: Evidence, w: Span) -> None:
@@ -298,8 +302,9 @@ def providers(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> Non
         hit = [r["s"] for r in rows if r["recent"] is not None and r["n_recent"]
                and r["recent"] - (r["baseline"] or 0) >= cfg.rate_rise]
         errors = store.read(
-            f"SELECT error_type AS e, count(*) AS n FROM spans WHERE {scope} AND {SEEN} >= ? "
-            f"AND provider = ? AND {operational.PROVIDER_FAILED} GROUP BY e ORDER BY n DESC "
+            f"SELECT error_type AS e, count(*) AS n, list_slice(list(DISTINCT trace_id ORDER BY "
+            f"trace_id), 1, {TRACE_SAMPLE}) AS traces FROM spans WHERE {scope} AND {SEEN} >= ? "
+            f"AND provider = ? AND {operational.PROVIDER_FAILED} GROUP BY e ORDER BY n DESC, e "
             "LIMIT 3", [*params, w.onset, provider])
         ev.add(FactKind.provider, provider, {
             "recent": _r(recent), "baseline": _r(base), "n_recent": n_recent,
@@ -307,7 +312,8 @@ def providers(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> Non
             "services_affected": len(hit), "affected": ", ".join(hit),
             "case_service_affected": ev.service in hit,
             "error_types": ", ".join(f"{e['e']}:{e['n']}" for e in errors),
-            "threshold": cfg.rate_rise})
+            "threshold": cfg.rate_rise},
+            list(dict.fromkeys(t for e in errors for t in e["traces"]))[:TRACE_SAMPLE])
 
 
 def change_events(changes: Sequence[dict[str, Any]], ev: Evidence) -> None:

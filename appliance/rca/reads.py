@@ -18,6 +18,7 @@ from appliance.detect.windows import SEEN
 from appliance.store.spans import SpanStore
 
 Agg = Literal["avg", "median"]
+TRACE_SAMPLE = 5  # trace ids a fact carries as examples
 # A robust score needs a spread; a flat baseline (a share that was 0 every minute) gets
 # this floor, in the signal's unit, so one bad minute is not an infinite score.
 SPREAD_FLOOR = {"avg": 0.02, "median": 0.05}
@@ -90,6 +91,7 @@ class Cohort:
     n_baseline: int
     first_seen: datetime | None
     traces_recent: int
+    trace_ids: list[str]  # a few recent traces of this value (ordered by id: stable)
 
 
 def cohorts(store: SpanStore, w: Span, column: str, value: str, where: str, agg: Agg,
@@ -112,11 +114,14 @@ def cohorts(store: SpanStore, w: Span, column: str, value: str, where: str, agg:
         "count(v) FILTER (WHERE measured AND seen >= ?) AS n_recent, "
         f"{agg}(v) FILTER (WHERE measured AND seen < ?) AS baseline, "
         "count(v) FILTER (WHERE measured AND seen < ?) AS n_baseline, "
-        "min(t_seen) AS first_seen, count(DISTINCT trace_id) FILTER (WHERE seen >= ?) AS tr "
+        "min(t_seen) AS first_seen, count(DISTINCT trace_id) FILTER (WHERE seen >= ?) AS tr, "
+        "list_slice(list(DISTINCT trace_id ORDER BY trace_id) FILTER (WHERE measured "
+        f"AND seen >= ?), 1, {TRACE_SAMPLE}) AS traces "
         "FROM k WHERE c IS NOT NULL GROUP BY c ORDER BY c",
-        [*params, *[w.onset] * 5])
+        [*params, *[w.onset] * 6])
     return [Cohort(str(r["c"]), _f(r["recent"]), int(r["n_recent"]), _f(r["baseline"]),
-                   int(r["n_baseline"]), r["first_seen"], int(r["tr"])) for r in rows]
+                   int(r["n_baseline"]), r["first_seen"], int(r["tr"]), list(r["traces"] or []))
+            for r in rows]
 
 
 def _f(v: Any) -> float | None:

@@ -144,6 +144,14 @@ def test_each_scenario_is_its_type_and_blames_what_changed(incidents: Incidents,
     if expected[0] != "agent":  # a narrower entity than the service itself: determined
         assert rca.confidence >= 0.5 and rca.root_cause != UNDETERMINED
         assert expected[1] in (rca.root_cause or "")
+        # ... and shown by example traces in the store
+        by_id = {f["id"]: f for f in rca.details["evidence"]["facts"]}
+        traces = {t for i in rca.details["hypotheses"][0]["evidence_ids"]
+                  for t in by_id[i]["trace_ids"]}
+        assert traces and all(len(t) == 32 for t in traces)
+        assert {r["trace_id"] for r in incident.records.store.read(
+            "SELECT DISTINCT trace_id FROM spans WHERE list_contains(?, trace_id)",
+            [sorted(traces)])} == traces
     case = incident.records.cases.set_rca(incident.case.id, rca, "rca:rules")
     assert case.rca is not None and case.rca.failure_type == FailureType(name)
     assert case.confidence == rca.confidence
