@@ -13,7 +13,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 RUNS = [
     ["bench_decode.py"], ["bench_decode.py", "--gzip"], ["bench_store.py"],
-    ["stack_bench.py"], ["console_bench.py"], ["cli_startup.py"],
+    ["stack_bench.py"], ["console_bench.py"], ["cli_startup.py"], ["embed_bench.py"],
 ]
 
 if __name__ == "__main__":
