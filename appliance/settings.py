@@ -229,6 +229,13 @@ class Settings(BaseSettings):
     restart_backoff_max_s: float = Field(
         30.0, ge=1, description="Longest wait before restarting a crashed component"
     )
+    health_check_interval_s: float = Field(
+        5.0, gt=0, le=60,
+        description="How often the stack manager asks a healthy component's health endpoint "
+                    "and refreshes the state file's uptimes; a crash is noticed within half "
+                    "a second regardless, a starting or failing component is asked every "
+                    "half second",
+    )
     demo: bool = Field(
         False, description="Also run demo GenAI traffic (`tracehold demo` at its default rate) "
                            "as a supervised component, sent through Envoy with the first API key",

@@ -47,6 +47,7 @@ class StackManager:
         self.supervisor = Supervisor(
             specs, s.log_dir, backoff_max=s.restart_backoff_max_s, on_change=self._write_state,
             unhealthy_restart_s=s.restart_unhealthy_after_s,
+            health_interval=s.health_check_interval_s,
         )
         return self.supervisor
 

@@ -6,6 +6,13 @@ allows the moves of the table in transitions.py. ``start``/``stop`` are safe to
 call twice. A crashed component is restarted after a backoff that doubles from
 0.5 s up to ``backoff_max`` and resets once it has been healthy for a minute.
 Time comes from the injected ``clock`` and ``sleep``, so tests can drive it.
+
+A tick looks for exited processes every time (a cheap ``poll``), but asks a healthy
+component's health endpoint only every ``health_interval`` seconds; one that is starting
+or failing is asked on every tick. Between changes the state file is rewritten once per
+``health_interval`` too (for the uptimes), not on every tick: at rest the supervisor's own
+loop and the health requests it sends were a large share of the stack's idle CPU
+(bench/idle_bench.py).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class Supervised:
     backoff: float = 0.5
     detail: str = ""
     unhealthy_since: float | None = None
+    next_health: float = 0.0  # when a healthy component's health is asked again
 
     def snapshot(self, now: float) -> dict[str, object]:
         alive = self.proc is not None and self.proc.poll() is None
@@ -81,6 +89,7 @@ class Supervisor:
         backoff_max: float = 30.0,
         on_change: Callable[[list[dict[str, object]]], None] | None = None,
         unhealthy_restart_s: float = 60.0,
+        health_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -92,6 +101,8 @@ class Supervisor:
         # A hung process is as bad as a dead one: kill it (the exit path restarts it)
         # once its health check has failed this long. 0 turns this off.
         self.unhealthy_restart_s = unhealthy_restart_s
+        # How often a healthy component's health is checked (0: on every tick).
+        self.health_interval = health_interval
         self.on_change = on_change
         self._client = httpx.Client(timeout=1.0, trust_env=False)
         self._stopping = False
@@ -143,9 +154,12 @@ class Supervisor:
         self._client.close()
 
     def run(self, should_stop: Callable[[], bool], interval: float = 0.5) -> None:
+        written = self._clock()  # start() has just written the state
         while not should_stop():
-            self.tick()
-            self._changed()  # keeps uptimes in the state file current
+            self.tick()  # writes the state itself when something changed
+            if self._clock() - written >= self.health_interval:
+                self._changed()  # keeps uptimes in the state file current
+                written = self._clock()
             self._sleep(interval)
 
     # -- watching ----------------------------------------------------------
@@ -166,6 +180,9 @@ class Supervisor:
                 self._spawn(item)
                 changed = True
             elif proc is not None:
+                if item.status is Status.ok and now < item.next_health:
+                    continue
+                item.next_health = now + self.health_interval
                 healthy = self._healthy(item)
                 if healthy and item.status is not Status.ok:
                     self._mark_ok(item)

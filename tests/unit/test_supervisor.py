@@ -115,3 +115,51 @@ def test_a_hung_component_is_killed_and_restarted(tmp_path: Path) -> None:
         assert item.restarts == 1 and item.last_exit == -signal.SIGKILL
     finally:
         sup.stop()
+
+
+def test_a_healthy_component_is_asked_once_per_health_interval(tmp_path: Path) -> None:
+    """At rest the supervisor asks a healthy component every `health_interval` seconds,
+    while it notices a crash on the next tick and asks a restarted one until it is ok."""
+    clock = FakeClock()
+    sup = Supervisor([_server("calm", tmp_path)], tmp_path / "logs", backoff_max=1,
+                     health_interval=5.0, clock=clock)
+    sup.start(progress=lambda _: None)
+    item = sup.items[0]
+    asked: list[float] = []
+    healthy = sup._healthy
+
+    def counted(it: object) -> bool:
+        asked.append(clock())
+        return healthy(item)
+
+    sup._healthy = counted  # type: ignore[method-assign]
+    try:
+        for _ in range(40):  # 20 s of ticks every half second
+            sup.tick()
+            clock.sleep(0.5)
+        assert len(asked) == 4 and asked[1] - asked[0] == 5.0
+        assert item.proc is not None
+        os.kill(item.proc.pid, signal.SIGKILL)
+        wait_for(lambda: (sup.tick(), item.proc is None)[1])  # noticed without a health ask
+        clock.sleep(0.5)  # the first backoff
+        asked.clear()
+        wait_for(lambda: (sup.tick(), item.status is Status.ok)[1])
+        assert asked  # a restarted component is asked on every tick until healthy
+    finally:
+        sup.stop()
+
+
+def test_at_rest_the_state_is_written_once_per_health_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    writes: list[float] = []
+    sup = Supervisor([_server("calm", tmp_path)], tmp_path / "logs", health_interval=5.0,
+                     on_change=lambda _: writes.append(clock()), clock=clock,
+                     sleep=clock.sleep)
+    sup.start(progress=lambda _: None)
+    try:
+        writes.clear()
+        end = clock() + 20
+        sup.run(lambda: clock() >= end)  # ticks every 0.5 s of the fake clock
+        assert 3 <= len(writes) <= 4, writes  # not 40: one per tick
+    finally:
+        sup.stop()
