@@ -40,14 +40,16 @@ __all__ = ["CHANGE_LOOKBACK", "Evidence", "Fact", "FactKind", "collect"]
 
 def collect(store: SpanStore, changes: ChangeStore, case: Case, cfg: DetectConfig,
             now: datetime | None = None) -> Evidence:
-    """Every fact about ``case``: its service's spans since the onset against the
-    baseline before it, the change events near it, the providers it calls."""
-    onset = parse_time(case.onset_at, "onset_at")
+    """Every fact about ``case``: its service's spans since the onset (the detector's,
+    refined to where the main signal shifted) against the baseline before it, the
+    change events near it, the providers it calls."""
+    detected = parse_time(case.onset_at, "onset_at")
     end = now or datetime.now(UTC)
-    # A case read right at its onset still needs a recent window to judge.
-    end = max(end, onset + timedelta(seconds=cfg.recent_window_s))
+    if end <= detected:  # an onset in the future (a clock ahead): judge a recent window
+        end = detected + timedelta(seconds=cfg.recent_window_s)
+    onset = probes.refine_onset(store, case.service, detected, end, case.failure_type, cfg)
     ev = Evidence(case.id, case.service, case.failure_type, case.provider, onset,
-                  onset - timedelta(seconds=cfg.baseline_window_s), end)
+                  onset - timedelta(seconds=cfg.baseline_window_s), end, detected)
     w = Span(case.service, ev.baseline_start, onset, end)
     probes.telemetry(store, ev, w, cfg)
     probes.signals(store, ev, w, cfg)

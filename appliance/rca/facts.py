@@ -49,6 +49,7 @@ class Evidence:
     onset: datetime
     baseline_start: datetime
     end: datetime
+    detected_onset: datetime  # the case's; ``onset`` is where the main signal shifted
     facts: list[Fact] = field(default_factory=list)
 
     def add(self, kind: FactKind, about: str, values: Mapping[str, Value],
@@ -66,5 +67,7 @@ class Evidence:
     def as_dict(self) -> dict[str, Any]:
         return {"case_id": self.case_id, "service": self.service,
                 "detected_type": str(self.detected_type), "provider": self.provider,
-                "onset": self.onset.isoformat(), "baseline_start": self.baseline_start.isoformat(),
+                "onset": self.onset.isoformat(),
+                "detected_onset": self.detected_onset.isoformat(),
+                "baseline_start": self.baseline_start.isoformat(),
                 "end": self.end.isoformat(), "facts": [f.as_dict() for f in self.facts]}

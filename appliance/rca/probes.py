@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from appliance.detect import operational, quality
@@ -21,7 +21,7 @@ from appliance.ingest.conventions import (
     TOOL_CALL_ARGUMENTS,
 )
 from appliance.rca.facts import Evidence, Fact, FactKind, Value
-from appliance.rca.reads import TRACE_SAMPLE, Agg, Cohort, Span, cohorts, stat
+from appliance.rca.reads import TRACE_SAMPLE, Agg, Cohort, Span, change_point, cohorts, stat
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 from appliance.times import parse_time
@@ -117,6 +117,21 @@ CHANGE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def refine_onset(store: SpanStore, service: str, detected: datetime, end: datetime,
+                 failure_type: FailureType, cfg: DetectConfig) -> datetime:
+    """The onset the evidence is split at: where the type's main signal shifted, looked
+    for from a recent window before the detector's onset on. Not for agent loops: their
+    symptom is seen when a long run ends, well after it began."""
+    if failure_type == FailureType.agent_loop:
+        return detected
+    spec = BY_NAME[MAIN_SIGNAL[failure_type]]
+    recent = timedelta(seconds=cfg.recent_window_s)
+    w = Span(service, detected - timedelta(seconds=cfg.baseline_window_s), detected, end)
+    found = change_point(store, w, spec.value, spec.where, spec.agg == "median", spec.worse,
+                         detected - recent)
+    return found or detected
+
+
 def telemetry(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> None:
     scope, params = w.where()
     m = MODEL_CALL
@@ -180,27 +195,33 @@ def version_cohorts(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) 
                 continue
             measured = sum(x.n_recent for x in found) or 1
             for x in found:
-                rest = [y for y in found if y is not x and y.recent is not None]
-                weight = sum(y.n_recent for y in rest)
-                others = (sum((y.recent or 0) * y.n_recent for y in rest) / weight
-                          if weight else None)
+                rest = [y for y in found if y is not x]
+                others, before = _mean(rest, recent=True), _mean(rest, recent=False)
                 ev.add(FactKind.cohort, f"{c.column}={x.value}", {
                     "column": c.column, "value": x.value, "entity": c.entity, "signal": name,
                     "worse": spec.worse, "threshold": float(getattr(cfg, spec.threshold)),
                     "measure": "ratio" if spec.agg == "median" else "difference",
                     "recent": _r(x.recent), "n_recent": x.n_recent, "baseline": _r(x.baseline),
                     "n_baseline": x.n_baseline, "others_recent": _r(others),
+                    "others_baseline": _r(before),
                     "new": x.value in new, "recent_share": round(x.n_recent / measured, 3),
                     "first_seen": x.first_seen.isoformat() if x.first_seen else None},
                     x.trace_ids)
 
 
+def _mean(cohorts: list[Cohort], recent: bool) -> float | None:
+    """The signal over several cohorts, in the recent window or the baseline (a mean of
+    their aggregates weighted by samples: a median's is approximate)."""
+    pairs = [(c.recent, c.n_recent) if recent else (c.baseline, c.n_baseline) for c in cohorts]
+    weight = sum(n for v, n in pairs if v is not None)
+    return sum(v * n for v, n in pairs if v is not None) / weight if weight else None
+
+
 def _new(x: Cohort, w: Span) -> bool:
-    """First seen shortly before the onset or after it, and (almost) absent from the
-    baseline: the onset is the first symptom, so a change may lead it by minutes, and a
-    few of its spans may land before it."""
-    return (x.first_seen is not None and x.first_seen >= w.onset - NEW_LEAD
-            and x.n_baseline <= max(2, 0.1 * x.n_recent))
+    """First seen shortly before the onset or after it: the onset is where the symptom
+    shows, so the change that caused it may lead it by minutes (a rollout, or a cache
+    that empties slowly), and some of its spans land before it."""
+    return x.first_seen is not None and x.first_seen >= w.onset - NEW_LEAD
 
 
 def trace_shapes(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> None:

@@ -9,6 +9,7 @@ threshold is a parameter.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import datetime
@@ -126,3 +127,37 @@ def cohorts(store: SpanStore, w: Span, column: str, value: str, where: str, agg:
 
 def _f(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def change_point(store: SpanStore, w: Span, value: str, where: str, log_scale: bool,
+                 worse: int, earliest: datetime, min_side: int = 5) -> datetime | None:
+    """When the signal shifted the bad way: the split of the spans seen from ``earliest``
+    to the window's end that maximises the standardised difference of the two sides'
+    means (one change point, binary segmentation's first step). None without a shift.
+
+    A detector's onset is the first symptomatic span of its recent window, which for a
+    signal with a baseline rate (a few errors, every latency) is often the window's
+    start; judged from there, the minutes before the real onset dilute the evidence."""
+    scope, params = w.where()
+    rows = store.read(
+        f"SELECT seen, v FROM (SELECT {SEEN} AS seen, {value} AS v FROM spans "
+        f"WHERE {scope} AND ({where})) WHERE v IS NOT NULL AND seen >= ? ORDER BY seen",
+        [*params, w.baseline_start])
+    values = [(r["seen"], float(r["v"])) for r in rows]
+    if log_scale:
+        values = [(t, math.log(v)) for t, v in values if v > 0]
+    n = len(values)
+    if n < 2 * min_side:
+        return None
+    prefix = [0.0]
+    for _, v in values:
+        prefix.append(prefix[-1] + v)
+    best, at = 0.0, None
+    for k in range(min_side, n - min_side + 1):
+        if values[k][0] < earliest:
+            continue
+        before, after = prefix[k] / k, (prefix[n] - prefix[k]) / (n - k)
+        score = (after - before) * worse * math.sqrt(k * (n - k) / n)
+        if score > best:
+            best, at = score, values[k][0]
+    return at

@@ -34,11 +34,12 @@ def bad(fact: Fact | None, z_needed: float = 2.0) -> float:
 
 
 def cohort_gap(fact: Fact) -> float:
-    """How much worse a cohort's signal is than the other values' since the onset (or,
-    alone, than the baseline)."""
+    """How much worse a cohort's signal is than the other values' since the onset, or,
+    when it carries all the recent traffic, than theirs before it (else its own)."""
     v = fact.values
     recent = v["recent"]
-    other = v["others_recent"] if v["others_recent"] is not None else v["baseline"]
+    other = next((v[k] for k in ("others_recent", "others_baseline", "baseline")
+                  if v.get(k) is not None), None)
     if not isinstance(recent, float) or not isinstance(other, float):
         return 0.0
     return _move(recent, other, float(v["threshold"] or 0), int(v["worse"] or 1),

@@ -137,6 +137,11 @@ def test_each_scenario_is_its_type_and_blames_what_changed(incidents: Incidents,
     assert rca.failure_type == FailureType(name)
     expected = ("change", incident.change) if incident.change else ENTITY[name]
     assert _top(rca.details) == expected, rca.details["hypotheses"]
+    # the evidence is split where the signal shifted, near the scenario's real onset
+    # (the detector's onset can be a minute early; an agent loop's run starts earlier)
+    if name != N.agent_loop:
+        onset = datetime.fromisoformat(rca.details["evidence"]["onset"])
+        assert abs(onset - incident.onset) <= timedelta(seconds=30)
     # every hypothesis points at facts that exist; at most four of them
     facts = {f["id"] for f in rca.details["evidence"]["facts"]}
     assert 1 <= len(rca.hypotheses) <= 4
