@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from appliance.demo.replay import Replay, first_detection, replay
 from appliance.demo.scenarios import BASELINE, SCENARIOS
 from appliance.domain.change_kinds import ChangeKind
 from appliance.domain.taxonomy import FailureType
-from appliance.rca.evidence import collect
+from appliance.rca.evidence import Evidence, FactKind, collect
 from appliance.rca.rules import diagnose
 from appliance.rca.run import rules_rca
 from appliance.records import Records
@@ -261,3 +261,59 @@ def test_fact_ids_are_stable_and_agreement_moves_confidence(incidents: Incidents
     assert diagnose(ev, kb_agreement=1.0).confidence > alone
     assert diagnose(ev, model_agreement=0.0).confidence < alone
     assert diagnose(ev, kb_agreement=None, model_agreement=None).confidence == alone
+
+
+def _synthetic() -> Evidence:
+    """Facts as ``collect`` writes them, for a hallucination in rag-api: groundedness
+    fell, retrieval held; a new response model carries the drop, a new template version
+    does not."""
+    onset = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    ev = Evidence("case_x", rag.SERVICE, FailureType.hallucination, None, onset,
+                  onset - timedelta(seconds=CFG.baseline_window_s), onset + timedelta(minutes=2),
+                  onset)
+    ev.add(FactKind.telemetry, rag.SERVICE, {
+        "traces": 300, "model_calls_recent": 60, "model_calls_baseline": 240, "evaluated": 300,
+        "retrievals": 300, "templated": 300, "with_tokens": 300, "with_model": 300,
+        "min_recent": CFG.min_recent, "min_baseline": CFG.min_baseline})
+    for name, recent, baseline, z in (("groundedness", 0.5, 0.89, -12.0),
+                                      ("retrieval_score", 0.83, 0.84, -0.2)):
+        ev.add(FactKind.signal, name, {
+            "recent": recent, "baseline": baseline, "n_recent": 60, "n_baseline": 240,
+            "robust_z": z, "worse": -1, "threshold": CFG.score_drop, "measure": "difference",
+            "enough": True})
+    first = (onset - timedelta(seconds=30)).isoformat()
+    for column, value, entity, recent, others, at in (
+            ("prompt_template_version", "v8", "template", 0.5, 0.5, first),
+            ("response_model", "m-q4", "model", 0.45, 0.88, first),
+            ("response_model", "m", "model", 0.88, 0.45, "2026-05-01T11:00:00+00:00")):
+        ev.add(FactKind.cohort, f"{column}={value}", {
+            "column": column, "value": value, "entity": entity, "signal": "groundedness",
+            "worse": -1, "threshold": CFG.score_drop, "measure": "difference",
+            "recent": recent, "n_recent": 30, "baseline": None, "n_baseline": 0,
+            "others_recent": others, "others_baseline": 0.89, "new": at == first,
+            "recent_share": 0.5, "first_seen": at})
+    template, model = ev.facts[3], ev.facts[4]
+    for change_id, kind, before, after, lag, cohort in (
+            ("chg_template", ChangeKind.prompt_template, "v7", "v8", 30.0, template.id),
+            ("chg_late", ChangeKind.model_swap, "m", "m-q5", -600.0, None)):
+        ev.add(FactKind.change, change_id, {
+            "change_kind": kind, "service": rag.SERVICE, "from": before, "to": after,
+            "at": None, "source": "manual", "lag_s": lag, "same_service": True,
+            "scope": "service", "cohort": cohort, "canary_share": 0.5})
+    assert model.about == "response_model=m-q4"
+    return ev
+
+
+def test_a_change_whose_new_value_is_healthy_is_cleared_and_a_later_one_cannot_cause() -> None:
+    """Rules alone, on facts: the template change lands in the same service 30 s before
+    the onset, but the traffic on its new version is no worse than the rest; a model swap
+    ten minutes after the onset comes too late. The new model's cohort is the answer."""
+    d = diagnose(_synthetic())
+    assert d.failure_type == FailureType.hallucination and d.determined
+    ranked = [(h.kind, h.ref) for h in d.hypotheses]
+    assert ranked[0] == ("model", "m-q4")
+    scores = {h.ref: h.score for h in d.hypotheses}
+    assert scores.get("chg_template", 0.0) < 0.5 * scores["m-q4"]
+    assert scores.get("chg_late", 0.0) < 0.2
+    cleared = next(h for h in d.hypotheses if h.ref == "chg_template")
+    assert "healthy" in cleared.summary
