@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from appliance.cases.model import Case
 from appliance.changes.store import ChangeStore
-from appliance.rca import probes
+from appliance.rca import probes, signals
 from appliance.rca.facts import Evidence, Fact, FactKind
 from appliance.rca.reads import Span
 from appliance.settings import DetectConfig
@@ -47,13 +47,13 @@ def collect(store: SpanStore, changes: ChangeStore, case: Case, cfg: DetectConfi
     end = now or datetime.now(UTC)
     if end <= detected:  # an onset in the future (a clock ahead): judge a recent window
         end = detected + timedelta(seconds=cfg.recent_window_s)
-    onset = probes.refine_onset(store, case.service, detected, end, case.failure_type, cfg)
+    onset = signals.refine_onset(store, case.service, detected, end, case.failure_type, cfg)
     ev = Evidence(case.id, case.service, case.failure_type, case.provider, onset,
                   onset - timedelta(seconds=cfg.baseline_window_s), end, detected)
     w = Span(case.service, ev.baseline_start, onset, end)
-    probes.telemetry(store, ev, w, cfg)
-    probes.signals(store, ev, w, cfg)
-    probes.version_cohorts(store, ev, w, cfg)
+    signals.telemetry(store, ev, w, cfg)
+    signals.against_baseline(store, ev, w, cfg)
+    signals.version_cohorts(store, ev, w, cfg)
     probes.trace_shapes(store, ev, w, cfg)
     probes.input_size(store, ev, w, cfg)
     probes.turn_trend(store, ev, w)

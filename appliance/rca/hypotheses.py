@@ -22,8 +22,8 @@ from typing import Any
 from appliance.domain.change_kinds import ChangeKind
 from appliance.domain.taxonomy import FailureType
 from appliance.rca.facts import Evidence, Fact, FactKind
-from appliance.rca.probes import COHORTS
 from appliance.rca.scales import cohort_gap, loop_strength, provider_strength
+from appliance.rca.signals import COHORTS
 
 T, K = FailureType, ChangeKind
 
