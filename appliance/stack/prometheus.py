@@ -1,5 +1,5 @@
-"""Prometheus: scrapes the collector's derived metrics (5 s) and keeps two days of them,
-passing every sample on to VictoriaMetrics by remote_write when that runs."""
+"""Prometheus: scrapes the collector's derived metrics (5 s) and keeps two days of them.
+VictoriaMetrics scrapes the same exporter itself (no remote_write: see victoriametrics.py)."""
 
 from __future__ import annotations
 

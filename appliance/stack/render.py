@@ -65,13 +65,7 @@ def collector_config(s: Settings) -> str:
 
 
 def prometheus_config(s: Settings) -> str:
-    remote_write = None
-    if runs(s, "victoriametrics"):
-        remote_write = f"http://127.0.0.1:{s.ports.victoriametrics}/api/v1/write"
-    text = _env.get_template("prometheus/prometheus.yml.j2").render(
-        s=s, ports=s.ports, remote_write_url=remote_write
-    )
-    return _parse(text)
+    return _parse(_env.get_template("prometheus/prometheus.yml.j2").render(s=s, ports=s.ports))
 
 
 def vm_scrape_config(s: Settings) -> str:

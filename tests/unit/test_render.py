@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -64,8 +65,8 @@ def test_prometheus_config_checks(tmp_path: Path, profile: Profile) -> None:
     assert argv is not None and argv[1:3] == ["check", "config"]
     out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    has_rw = "remote_write" in rendered.prometheus.read_text()
-    assert has_rw == components.runs(s, "victoriametrics")
+    # VictoriaMetrics scrapes for itself (victoriametrics.py says why): no remote_write
+    assert "remote_write" not in yaml.safe_load(rendered.prometheus.read_text())
 
 
 @pytest.mark.parametrize("profile", list(Profile))
@@ -80,9 +81,24 @@ def test_profiles_choose_components(tmp_path: Path, profile: Profile) -> None:
         Profile.byo: ["daemon", "console", "collector", "envoy"],
     }[profile]
     assert names == expected
-    if profile is Profile.no_prometheus:
+    if components.runs(s, "victoriametrics"):  # it scrapes for itself in every profile
         vm = components.build(s, render.write_all(s, []))[0]
         assert any(a.startswith("-promscrape.config=") for a in vm.argv)
+
+
+def test_victoriametrics_scrapes_what_prometheus_scrapes(tmp_path: Path) -> None:
+    """The two stores hold the same series: the same jobs, targets, interval, relabelling."""
+    s = _settings(tmp_path)
+    prom = yaml.safe_load(render.prometheus_config(s))
+    vm = yaml.safe_load(render.vm_scrape_config(s))
+    interval = prom["global"]["scrape_interval"]
+    assert vm["global"]["scrape_interval"] == interval
+
+    def jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in job.items() if k != "scrape_interval" or v != interval}
+                for job in config["scrape_configs"]]
+
+    assert jobs(vm) == jobs(prom)
 
 
 def test_envoy_listeners_hold_only_active_keys(tmp_path: Path) -> None:
