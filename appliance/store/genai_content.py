@@ -22,22 +22,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from appliance.ingest.retrieval import documents, score_of
+from appliance.ingest.retrieval import documents, parse, score_of
 
 TRACEHOLD_CHUNKS = "tracehold.retrieval.chunks"
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _chunk(doc: Any) -> dict[str, Any] | None:
-    doc = _json(doc)
+    doc = parse(doc)
     if isinstance(doc, str):
         return {"id": None, "content": doc, "score": None}
     if not isinstance(doc, dict):
@@ -55,7 +46,7 @@ def retrieved_chunks(span: dict[str, Any]) -> list[dict[str, Any]]:
     if docs is not None:
         return [c for c in map(_chunk, docs) if c is not None]
     scores = span.get("retrieval_scores") or []
-    texts = _json(attrs.get(TRACEHOLD_CHUNKS)) or []
+    texts = parse(attrs.get(TRACEHOLD_CHUNKS)) or []
     if not isinstance(texts, list):
         texts = [texts]
     n = max(len(scores), len(texts))
@@ -83,7 +74,7 @@ def messages(value: str | None) -> list[dict[str, Any]]:
     """``[{role, content}]`` from a messages column; [] when there is none."""
     if not value:
         return []
-    parsed = _json(value)
+    parsed = parse(value)
     if isinstance(parsed, dict):
         parsed = [parsed]
     if not isinstance(parsed, list):
