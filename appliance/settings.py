@@ -324,7 +324,7 @@ class Settings(BaseSettings):
 
     @property
     def effective_file(self) -> Path:
-        return self.run_dir / "effective-settings.json"
+        return effective_file(self.data_dir)
 
     @property
     def span_db(self) -> Path:
@@ -345,8 +345,12 @@ class Settings(BaseSettings):
 
     @classmethod
     def load_effective(cls, data_dir: Path) -> Settings:
-        path = data_dir / "run" / "effective-settings.json"
-        return cls.model_validate(json.loads(path.read_text()))
+        return cls.model_validate(json.loads(effective_file(data_dir).read_text()))
+
+
+def effective_file(data_dir: Path) -> Path:
+    """Where a running stack on ``data_dir`` wrote the settings it really took."""
+    return data_dir / "run" / "effective-settings.json"
 
 
 def data_dir_default() -> Path:
@@ -389,7 +393,7 @@ def resolve(data_dir: Path | None = None, *, running: bool = False,
         # `status`), unless a named config file might move the folder itself.
         folder = data_dir or data_dir_default()
         if running and not os.environ.get("TRACEHOLD_CONFIG") and \
-                (folder / "run" / "effective-settings.json").exists():
+                effective_file(folder).exists():
             return Settings.load_effective(folder)
         s = Settings(**given)
         if running and s.effective_file.exists():

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from appliance.settings import Settings
 
 
-
 def cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
