@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"audit", "changes"},  # records every later stage writes through
     {"detect"},            # findings from the span store
     {"cases"},             # findings and people open and work cases
-    {"rca"},               # root-cause analysis: the knowledge base's embedder
+    {"rca"},               # root-cause analysis: evidence, rules, the embedder
     {"records"},           # the record stores, built once (composition helpers)
     {"export", "report"},  # evidence out
     {"demo", "stack", "install", "status", "testtrace"},  # running the appliance
