@@ -18,6 +18,8 @@
     ├── Forbidden                forbidden               403  the caller may not do this
     ├── InternalError            internal_error          500  an unexpected failure (logged with
     │                                                         the request id)
+    ├── DeliveryError            delivery_failed         502  a webhook, mail relay or tracker
+    │                                                         refused or did not answer
     └── DaemonUnavailable        daemon_unavailable      -    the CLI cannot reach the daemon
 
 Every class carries its HTTP ``status``, a ``title`` and a stable ``type``: the API's one
@@ -149,6 +151,13 @@ class DaemonUnavailable(TraceholdError):
     """The CLI could not reach the daemon's API."""
 
     status, title, type = 503, "Daemon unavailable", "daemon_unavailable"
+
+
+class DeliveryError(TraceholdError):
+    """A notification or ticket system outside the appliance refused or did not answer
+    (the message names it and its answer, e.g. a 401 from the tracker)."""
+
+    status, title, type = 502, "Delivery failed", "delivery_failed"
 
 
 def _tree(cls: type[TraceholdError]) -> list[type[TraceholdError]]:

@@ -17,9 +17,16 @@ import socket
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -134,6 +141,64 @@ class DetectConfig(BaseModel):
                                  description="Median TTFT/duration/output tokens vs baseline")
     context_fill: float = Field(0.9, gt=0, le=1,
                                 description="Input tokens / context window that counts as full")
+
+
+# Notifications (appliance/notify/). Every destination is a URL the operator sets;
+# nothing else is contacted. Secrets (webhook key, tokens, SMTP password) live in the
+# 0600 secrets file under the destination's or tracker's name (`tracehold notify secret`).
+NotifyEvent = Literal["opened", "diagnosis", "resolved", "verified", "reopened"]
+NOTIFY_EVENTS: tuple[str, ...] = NotifyEvent.__args__  # type: ignore[attr-defined]
+
+
+class Destination(BaseModel):
+    """One place notifications go: a signed webhook, a Slack-compatible chat webhook
+    (Mattermost, Rocket.Chat) or an SMTP relay."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+                      description="Its name (CLI, outbox, secrets file key)")
+    kind: Literal["webhook", "chat", "email"] = Field(description="webhook, chat or email")
+    url: str = Field(description="webhook/chat: the URL POSTed to; email: smtp://host:port "
+                                 "(smtps:// for TLS from the start)")
+    events: list[NotifyEvent] = Field(["opened", "diagnosis", "resolved", "verified",
+                                       "reopened"],
+                                      description="Which case events are sent")
+    failure_types: list[str] = Field([], description="Only cases of these types (empty: all)")
+    services: list[str] = Field([], description="Only cases of these services (empty: all)")
+    max_tries: int = Field(12, ge=1, description="Tries before a message is a dead letter")
+    mail_from: str | None = Field(None, description="email: the From address")
+    mail_to: list[str] = Field([], description="email: the recipients")
+    starttls: bool = Field(False, description="email: STARTTLS before sending")
+    username: str | None = Field(None, description="email: SMTP login (password in secrets)")
+    ca_file: Path | None = Field(None, description="CA bundle for a private CA (TLS)")
+
+
+class Tracker(BaseModel):
+    """A ticket system: GitHub (github.com or Enterprise Server by URL) or Jira Data
+    Center. The token is in the secrets file under ``github`` or ``jira``."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="GitHub: the REST API base (https://HOST/api/v3 on "
+                                 "Enterprise Server); Jira: the server's base URL")
+    project: str = Field(description="GitHub: owner/repo; Jira: the project key")
+    labels: list[str] = Field(["tracehold"], description="GitHub: labels on the issue")
+    issue_type: str = Field("Bug", description="Jira: the issue type's name")
+    username: str | None = Field(None, description="Jira: basic auth user (else the token "
+                                                   "is a bearer personal access token)")
+    ca_file: Path | None = Field(None, description="CA bundle for a private CA")
+
+
+class NotifyConfig(BaseModel):
+    destinations: list[Destination] = Field([], description="Where case events are sent")
+    github: Tracker | None = Field(None, description="GitHub tracker for `cases ticket`")
+    jira: Tracker | None = Field(None, description="Jira Data Center tracker")
+    console_url: str = Field("", description="The console's address as people reach it "
+                                             "(links in messages); empty: no link")
+    poll_interval_s: float = Field(2.0, gt=0, le=60,
+                                   description="How often the outbox worker looks for work")
+    backoff_base_s: float = Field(5.0, gt=0, description="First retry delay; doubles per try")
+    backoff_max_s: float = Field(300.0, gt=0, description="Longest delay between tries")
+    timeout_s: float = Field(10.0, gt=0, description="One delivery attempt's timeout")
 
 
 class Settings(BaseSettings):
@@ -269,6 +334,8 @@ class Settings(BaseSettings):
     console_refresh_s: int = Field(
         30, ge=5, description="Console: how often the Overview auto-refreshes, seconds"
     )
+    notify: NotifyConfig = Field(default_factory=NotifyConfig,
+                                 description="Notifications and tickets (see below)")
 
     @classmethod
     def settings_customise_sources(

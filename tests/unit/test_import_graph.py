@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"cases"},             # findings and people open and work cases
     {"rca"},               # root-cause analysis: evidence, rules, the embedder
     {"records"},           # the record stores, built once (composition helpers)
-    {"export", "report"},  # evidence out
+    {"export", "report", "notify"},  # evidence out; cases reach people
     {"demo", "stack", "install", "status", "testtrace"},  # running the appliance
     {"api", "daemon", "cli", "docgen", "console", "__main__"},  # entry points
 ]
