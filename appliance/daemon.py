@@ -24,6 +24,7 @@ from appliance.api.app import create_app
 from appliance.cases.detected import case_opener
 from appliance.detect.runner import DetectorRunner
 from appliance.ingest.limits import IngestLimits
+from appliance.notify.service import Notifications
 from appliance.records import Records, sign_heads_loop
 from appliance.settings import Settings, resolve
 from appliance.store.spans import SpanStore
@@ -110,8 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     records = Records.open(store, s)
     stop = threading.Event()
     start_background(records, stop)
+    app = create_app(records, limits(s))
+    app.state.notify = Notifications.open(records)  # the outbox worker and tickets
+    app.state.notify.start(stop)
     try:
-        Server(uvicorn.Config(create_app(records, limits(s)), host="127.0.0.1",
+        Server(uvicorn.Config(app, host="127.0.0.1",
                               port=s.ports.daemon, log_level="warning",
                               access_log=False)).run()
     finally:

@@ -14,8 +14,8 @@ from appliance.stack import state
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def daemon_stats(s: Settings) -> dict[str, Any] | None:
-    url = f"http://127.0.0.1:{s.ports.daemon}/api/v1/stats"
+def daemon_stats(s: Settings, path: str = "/api/v1/stats") -> dict[str, Any] | None:
+    url = f"http://127.0.0.1:{s.ports.daemon}{path}"
     try:
         with _OPENER.open(url, timeout=3) as r:
             data: dict[str, Any] = json.loads(r.read())
@@ -36,4 +36,7 @@ def collect(s: Settings) -> dict[str, Any]:
         "endpoints": (st or {}).get("endpoints", state.endpoints(s)),
         "spans_stored": (stats or {}).get("spans"),
         "last_ingest": (stats or {}).get("last_ingest"),
+        # each notification destination; failing ones show on the Stack page too
+        "notifications": ((daemon_stats(s, "/api/v1/notify/health") or {})
+                          .get("destinations") if stats else None),
     }

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+import appliance.console.case_notifications as case_notifications
 from appliance.cases.model import UNDETERMINED, Case
 from appliance.console import case_actions, case_charts, links, session
 from appliance.console.casework_client import CaseworkClient, Refused
@@ -56,6 +57,7 @@ def render(case_id: str) -> None:
             case_actions.render(case)
         with panel("Resolution and verification"):
             _resolution(case)
+        case_notifications.render(client, case)  # "Sent to" and "Create ticket"
 
 
 def _when(value: str | None) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from appliance.console import shared
+from appliance.console import case_notifications, shared
 from appliance.console.panels import BackendDown, panel
 from appliance.console_users import ConsoleUsers
 from appliance.secrets import SecretsFile
@@ -40,6 +40,7 @@ def render() -> None:
         _components(s)
     with panel("Storage and retention"):
         _storage()
+    case_notifications.destinations()  # failing destinations, dead letters
     left, right = st.columns(2)
     with left, panel("API keys (masked)"):
         keys = [k.public() for k in SecretsFile(s.secrets_file).load().api_keys]

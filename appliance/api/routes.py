@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from appliance.api import audit, cases, changes, console, ingest, report, spans
+from appliance.api import audit, cases, changes, console, ingest, notify, report, spans
 from appliance.domain.change_kinds import kinds_text
 
 
@@ -77,6 +77,19 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", f"{CASE}/rca", cases.rca, "Store an RCA run's result", "cases"),
     Route("GET", f"{CASE}/export", cases.export, "The signed evidence zip (audited)", "cases",
           response_class=Response),
+    Route("POST", f"{CASE}/ticket", notify.ticket,
+          "Create the case's ticket in GitHub or Jira ({to}); answers the existing one (200) "
+          "if it has one", "notify", status=201),
+    Route("GET", f"{CASE}/notifications", notify.case_notifications,
+          "Where the case was sent and when, and its ticket", "notify"),
+    # notifications
+    Route("GET", "/api/v1/notify/outbox", notify.outbox,
+          "Outbox messages (pending, sent, dead), newest first, and each destination's health",
+          "notify"),
+    Route("GET", "/api/v1/notify/health", notify.health,
+          "Each destination's pending and dead counts and last error", "notify"),
+    Route("POST", "/api/v1/notify/retry", notify.retry,
+          "Dead letters back to pending: {id} for one, {} for all (audited)", "notify"),
     # audit log
     Route("GET", "/api/v1/audit", audit.entries, "Audit entries in chain order", "audit"),
     Route("GET", "/api/v1/audit/verify", audit.verify,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from appliance.cli.client import DaemonClient
+from appliance.cli.notify import ticket
 from appliance.cli.output import DataDir, JsonOpt, emit, settings, write_atomic
 from appliance.errors import InvalidRequest
 
@@ -182,3 +183,6 @@ def export(case_id: str,
     write_atomic(out, r.content)
     emit({"case_id": case_id, "path": str(out), "bytes": len(r.content)}, as_json,
          [f"wrote {out} ({len(r.content)} bytes); check it with `tracehold verify-export`"])
+
+
+app.command("ticket")(ticket)  # beside the notifications it belongs with (cli/notify.py)

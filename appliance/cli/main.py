@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "cases": ("cases", "app", True),
     "change": ("changes", "app", True),
     "audit": ("audit", "app", True),
+    "notify": ("notify", "app", True),
     "report": ("report", "report_cmd", False),
     "verify-export": ("export", "verify_export_cmd", False),
 }

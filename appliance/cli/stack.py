@@ -134,6 +134,9 @@ def status(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     for name, url in data["endpoints"].items():
         lines.append(f"  {name:16} {url}")
     lines.append(f"spans stored: {data['spans_stored']}   last ingest: {data['last_ingest']}")
+    lines += [f"notify {d['destination']:9} FAILING  pending {d['pending']}  dead {d['dead']}  "
+              f"{(d['last_error'] or '')[:100]}" for d in data.get("notifications") or []
+              if d["failing"]]
     emit(data, as_json, lines)
     if not data["running"]:
         raise typer.Exit(1)

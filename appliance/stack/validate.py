@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.console_users import ConsoleUsers
+from appliance.notify import config as notify_config
 from appliance.secrets import ApiKey, write_private
 from appliance.settings import Settings
 from appliance.stack import components, render
@@ -50,6 +51,8 @@ def validate(settings: Settings, keys: list[ApiKey]) -> list[Check]:
     - envoy: ``envoy --mode validate`` on the bootstrap with listeners.yaml's listeners
       made static (validate mode reads no file-based listeners by itself)
     - daemon, console, demo: no config file of their own: ok, saying so
+    - notify:NAME, tracker:NAME: each notification destination's and ticket tracker's
+      settings and secret (appliance/notify/config.py; nothing is contacted)
 
     ``keys`` are the API keys rendered into Envoy's listeners (pass the secrets
     file's); a checker's output shows them masked. Console users are read from
@@ -81,6 +84,7 @@ def validate(settings: Settings, keys: list[ApiKey]) -> list[Check]:
     users = ConsoleUsers(settings.secrets_file).htpasswd_lines()
     write_private(rendered.envoy_listeners, render.envoy_listeners(scratch, keys, users))
     checks = [_check(c, scratch, rendered) for c in components.running(scratch)]
+    checks += [Check(f.name, f.ok, f.message) for f in notify_config.check(settings)]
     return [Check(c.name, c.ok, _tidy(c.message, keys)) for c in checks]
 
 

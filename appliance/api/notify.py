@@ -1,0 +1,73 @@
+"""/api/v1/notify and a case's tickets: the outbox (pending, sent, dead letters), retry,
+per-destination health, and "create ticket"."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.api.body import actor_of, json_body
+from appliance.api.state import records_of
+from appliance.errors import ConfigError, InvalidRequest
+from appliance.notify.outbox import STATES
+from appliance.notify.service import Notifications
+
+
+class Retry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int | None = Field(None, description="one dead letter; null: every dead letter")
+
+
+class TicketRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: Literal["github", "jira"]
+
+
+def notifications_of(request: Request) -> Notifications:
+    found: Notifications | None = getattr(request.app.state, "notify", None)
+    if found is None:  # only an app built without the composition root's notifications
+        raise ConfigError("notifications are not running in this daemon")
+    return found
+
+
+def outbox(request: Request, state: str | None = None, case_id: str | None = None,
+           limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> dict[str, Any]:
+    if state is not None and state not in STATES:
+        raise InvalidRequest(f"state must be one of {', '.join(STATES)}")
+    n = notifications_of(request)
+    return {"messages": n.outbox.messages(state, case_id, limit),
+            "destinations": n.outbox.health()}
+
+
+def health(request: Request) -> dict[str, Any]:
+    return {"destinations": notifications_of(request).outbox.health()}
+
+
+async def retry(request: Request) -> dict[str, Any]:
+    body = await json_body(request, Retry)
+    n = notifications_of(request)
+    count = await run_in_threadpool(n.outbox.retry, body.id)
+    await run_in_threadpool(records_of(request).audit.append, actor_of(request),
+                            "notify.retry", f"outbox:{body.id or 'all'}", {"retried": count})
+    return {"retried": count}
+
+
+async def ticket(request: Request, case_id: str) -> JSONResponse:
+    body = await json_body(request, TicketRequest)
+    n = notifications_of(request)
+    found = await run_in_threadpool(n.tickets.create, case_id, body.to, actor_of(request))
+    return JSONResponse(found, status_code=200 if found["existing"] else 201)
+
+
+def case_notifications(request: Request, case_id: str) -> dict[str, Any]:
+    """Where the case was sent and when, its ticket, and the trackers it can go to."""
+    n = notifications_of(request)
+    records_of(request).cases.get(case_id)  # 404 for an unknown case
+    s = records_of(request).settings.notify
+    return {"case_id": case_id, "messages": n.outbox.messages(case_id=case_id, limit=1000),
+            "ticket": n.tickets.get(case_id),
+            "trackers": [name for name in ("github", "jira") if getattr(s, name) is not None]}
