@@ -1,4 +1,6 @@
-"""The actions on one case: assign, change status, note, resolve, verify, export.
+"""The actions on one case: assign, change status, note, resolve, verify, export; and
+the diagnosis' own two, "Run again" and "Resolve with this fix" (their buttons sit in the
+diagnosis panel, app/case_diagnosis.py, which shows their outcome).
 
 Each runs in its button's callback, before the page reruns, so the case drawn after
 it is the one the daemon just wrote. The daemon is the judge of every action: a
@@ -8,8 +10,10 @@ until the next one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import streamlit as st
 
@@ -20,17 +24,26 @@ from appliance.console.casework_client import CaseworkClient, Refused
 from appliance.console.panels import BackendDown
 from appliance.console.safe_text import md
 
+T = TypeVar("T")
+OUTCOMES = ("outcome", "dx_outcome")
+
 
 def _key(case_id: str, name: str) -> str:
     return f"ca_{name}_{case_id}"
 
 
-def render(case: Case) -> None:
-    cid = case.id
-    outcome = st.session_state.get(_key(cid, "outcome"))
+def show_outcome(cid: str, where: str = "outcome") -> None:
+    """The last action's outcome, where its button was (``outcome``: beside the actions;
+    ``dx_outcome``: in the diagnosis panel)."""
+    outcome = st.session_state.get(_key(cid, where))
     if outcome:
         kind, text = outcome
         {"ok": st.success, "refused": st.error, "down": st.warning}[kind](text)
+
+
+def render(case: Case) -> None:
+    cid = case.id
+    show_outcome(cid)
 
     with st.form(_key(cid, "assign_form"), border=False):
         st.text_input("Assignee", value=case.assignee or shared.user() or "",
@@ -70,16 +83,21 @@ def _status_form(case: Case) -> None:
 
 # ---------------------------------------------------------------- callbacks
 
-def _run(cid: str, call: Callable[[CaseworkClient], Case], done: Callable[[Case], str]) -> None:
+def _run(cid: str, call: Callable[[CaseworkClient], T], done: Callable[[T], str],
+         where: str = "outcome") -> bool:
+    """Do one action; its outcome replaces the previous one (wherever that was shown)."""
     try:
-        case = call(session.client())
+        result = call(session.client())
     except Refused as exc:
         outcome = ("refused", f"Refused by the daemon: {md(exc.reason, 600)}")
     except BackendDown as exc:
         outcome = ("down", f"Not done: {md(exc, 300)}. Try again once it is back.")
     else:
-        outcome = ("ok", done(case))
-    st.session_state[_key(cid, "outcome")] = outcome
+        outcome = ("ok", done(result))
+    for name in OUTCOMES:
+        st.session_state.pop(_key(cid, name), None)
+    st.session_state[_key(cid, where)] = outcome
+    return outcome[0] == "ok"
 
 
 def _assign(cid: str) -> None:
@@ -111,6 +129,32 @@ def _resolve(cid: str) -> None:
             "refused", "Resolving needs both the root cause and the fix applied.")
         return
     _run(cid, lambda c: c.resolve(cid, root, fix), lambda case: "Resolved.")
+
+
+def run_again(cid: str, runs: int) -> None:
+    """Queue another RCA run; ``runs`` (the runs so far) lets the panel wait for the next."""
+    if _run(cid, lambda c: c.run_rca(cid),
+            lambda _: "Queued: the RCA worker runs it next; the diagnosis below updates "
+                      "when it ends.", where="dx_outcome"):
+        st.session_state[_key(cid, "rca_queued")] = (runs, time.monotonic())
+
+
+def resolve_with_fix(cid: str, root_cause: str, fix: str) -> None:
+    """Resolve with the diagnosis as root cause and the suggested fix as the fix applied;
+    the daemon adds the resolved case to the knowledge base."""
+    _run(cid, lambda c: c.resolve(cid, root_cause, fix),
+         lambda case: f"Resolved with this fix; the case is now **{md(case.status)}**. "
+                      "Press Verify now once it has had time to work.", where="dx_outcome")
+
+
+def queued(cid: str) -> tuple[int, float] | None:
+    """(runs when "Run again" was pressed, when) while that run is awaited."""
+    value = st.session_state.get(_key(cid, "rca_queued"))
+    return value if isinstance(value, tuple) else None
+
+
+def forget_queued(cid: str) -> None:
+    st.session_state.pop(_key(cid, "rca_queued"), None)
 
 
 def _verify(cid: str) -> None:

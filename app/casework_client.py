@@ -102,6 +102,12 @@ class CaseworkClient:
             f"/api/v1/cases/{case_id}/resolve",
             {"root_cause": root_cause, "fix_applied": fix_applied}))
 
+    def run_rca(self, case_id: str) -> dict[str, Any]:
+        """Ask the daemon's RCA worker for another run; it answers at once (queued) and
+        the result lands on the case when the run ends."""
+        data: dict[str, Any] = self.post(f"/api/v1/cases/{case_id}/rca/run")
+        return data
+
     def check(self, case_id: str) -> Case:
         """Verification by the case's own detector (the daemon judges the current window)."""
         return Case.model_validate(self.post(f"/api/v1/cases/{case_id}/check",

@@ -1,5 +1,6 @@
 """One case: what was detected (type, signals, metric windows with onset and change
-markers), its traces, RCA, timeline and notes; the actions sit beside it."""
+markers), its traces, its diagnosis (app/case_diagnosis.py), timeline and notes; the
+actions sit beside it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 import appliance.console.case_notifications as case_notifications
-from appliance.cases.model import UNDETERMINED, Case
-from appliance.console import case_actions, case_charts, links, session
+from appliance.cases.model import Case
+from appliance.console import case_actions, case_charts, case_diagnosis, links, session
 from appliance.console.casework_client import CaseworkClient, Refused
 from appliance.console.panels import BackendDown, BackendError, down_message, panel
 from appliance.console.safe_text import md
@@ -46,8 +47,8 @@ def render(case_id: str) -> None:
             _windows(client, case)
         with panel("Linked traces"):
             _traces(case)
-        with panel("Root-cause analysis"):
-            _rca(case)
+        with panel("Diagnosis (root-cause analysis)"):
+            case_diagnosis.render(case)
         with panel("Timeline (audit entries of this case)"):
             _timeline(case)
         with panel("Notes"):
@@ -116,31 +117,6 @@ def _traces(case: Case) -> None:
     for i, trace_id in enumerate(ids[:MAX_TRACE_LINKS]):
         with cols[i % 2]:
             links.trace(trace_id)
-
-
-def _rca(case: Case) -> None:
-    if case.rca is None and case.confidence is None:
-        st.info("No root-cause analysis has run for this case yet.")
-        return
-    confidence = case.confidence
-    if confidence is None or confidence < 0.5:
-        st.warning(f"**Root cause**: {UNDETERMINED} (confidence {confidence or 0:.2f}, below "
-                   "0.5).", icon=":material/help:")
-    else:
-        st.markdown(f"**Root cause** ({confidence:.0%} confidence)")
-        st.text(case.root_cause)
-    if case.hypotheses:
-        st.markdown("**Hypotheses**")
-        st.dataframe(pd.DataFrame([{
-            "rank": h.rank, "cause": h.cause, "type": str(h.failure_type or ""),
-            "confidence": round(h.confidence, 2),
-            "evidence": ", ".join(h.evidence_ids)} for h in case.hypotheses]),
-            hide_index=True)
-    for fix in case.suggested_fixes:
-        st.markdown(f"**Suggested fix**: {md(fix.title, 200)}"
-                    + (f" · source {md(fix.source, 80)}" if fix.source else ""))
-        if fix.detail:
-            st.text(fix.detail)
 
 
 def _summary(details: dict[str, Any]) -> str:
