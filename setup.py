@@ -1,8 +1,9 @@
 """Only the package list and its folder map; everything else is in pyproject.toml.
 
-The console (app/) and the component templates (bundled-stack/) keep their
-folders in the repo and ship inside the package as ``appliance.console`` and
-``appliance.bundled`` (found through appliance/resources.py). pyproject.toml can
+The console (app/), the component templates (bundled-stack/) and the knowledge
+base's seed playbooks (kb/) keep their folders in the repo and ship inside the
+package as ``appliance.console``, ``appliance.bundled`` and ``appliance.kb_seed``
+(found through appliance/resources.py). pyproject.toml can
 map a package to another folder only beside a hand-written package list, which
 would silently leave out any subpackage not added to it; here the list is found.
 """
@@ -17,6 +18,8 @@ setup(
         "appliance.console",
         *(f"appliance.console.{p}" for p in find_namespace_packages("app", exclude=_JUNK)),
         "appliance.bundled",
+        "appliance.kb_seed",
     ],
-    package_dir={"appliance.console": "app", "appliance.bundled": "bundled-stack"},
+    package_dir={"appliance.console": "app", "appliance.bundled": "bundled-stack",
+                 "appliance.kb_seed": "kb"},
 )

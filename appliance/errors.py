@@ -18,6 +18,8 @@
     ├── Forbidden                forbidden               403  the caller may not do this
     ├── InternalError            internal_error          500  an unexpected failure (logged with
     │                                                         the request id)
+    ├── KnowledgeBaseUnavailable knowledge_base_unavailable 503  the RCA knowledge base folder
+    │                                                         is corrupt or unreadable
     ├── DeliveryError            delivery_failed         502  a webhook, mail relay or tracker
     │                                                         refused or did not answer
     └── DaemonUnavailable        daemon_unavailable      -    the CLI cannot reach the daemon
@@ -145,6 +147,13 @@ class InternalError(TraceholdError):
     """Something failed that we did not expect; the daemon logged it with the request id."""
 
     status, title, type = 500, "Internal error", "internal_error"
+
+
+class KnowledgeBaseUnavailable(TraceholdError):
+    """The RCA knowledge base (a Chroma folder) cannot be opened or read: the message
+    names the folder, what failed and how to rebuild it. RCA goes on with the rules."""
+
+    status, title, type = 503, "Knowledge base unavailable", "knowledge_base_unavailable"
 
 
 class DaemonUnavailable(TraceholdError):

@@ -1,8 +1,9 @@
 """Where Tracehold's own files are, however it is installed.
 
-The component templates and the console ship inside the package as
-``appliance.bundled`` and ``appliance.console``; setup.py maps them from the
-repo's ``bundled-stack/`` and ``app/`` folders, so a wheel, an editable install
+The component templates, the console and the knowledge base's seed playbooks ship
+inside the package as ``appliance.bundled``, ``appliance.console`` and
+``appliance.kb_seed``; setup.py maps them from the repo's ``bundled-stack/``, ``app/``
+and ``kb/`` folders, so a wheel, an editable install
 (``make setup``) and the frozen appliance all find them here by package name.
 Nothing else in the code locates them.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 BUNDLED = "appliance.bundled"
 CONSOLE = "appliance.console"
+KB_SEED = "appliance.kb_seed"
 
 
 @cache
@@ -31,6 +33,11 @@ def _folder(package: str) -> Path:
 def templates() -> Path:
     """The component templates: Jinja configs, collector builder manifest, Debian pins."""
     return _folder(BUNDLED)
+
+
+def playbooks() -> Path:
+    """The knowledge base's seed playbooks (the repo's ``kb/``)."""
+    return _folder(KB_SEED)
 
 
 def console_main() -> Path:

@@ -398,6 +398,11 @@ class Settings(BaseSettings):
         return self.data_dir / "spans.duckdb"
 
     @property
+    def kb_dir(self) -> Path:
+        """The RCA knowledge base (a Chroma folder)."""
+        return self.data_dir / "kb"
+
+    @property
     def audit_key_file(self) -> Path:
         return self.data_dir / "audit-signing-key.pem"
 

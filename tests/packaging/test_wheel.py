@@ -102,6 +102,14 @@ def test_wheel_carries_the_console_and_every_template(installed: Installed) -> N
         assert (shipped / name).read_bytes() == (ROOT / "bundled-stack" / name).read_bytes()
 
 
+def test_wheel_carries_every_knowledge_base_playbook(installed: Installed) -> None:
+    playbooks = {f for f in _files(ROOT / "kb") if f.endswith(".yaml")}
+    assert len(playbooks) >= 24
+    shipped = installed.package / "kb_seed"
+    missing = playbooks - _files(shipped)
+    assert not missing, f"playbooks left out of the wheel: {sorted(missing)}"
+
+
 def test_installed_package_finds_its_files_and_pins_outside_the_checkout(
         installed: Installed, tmp_path: Path) -> None:
     probe = """
