@@ -17,7 +17,15 @@ from pathlib import Path
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from appliance.settings import PROJECT_ROOT, DetectConfig, Ports, Settings
+from appliance.settings import (
+    PROJECT_ROOT,
+    Destination,
+    DetectConfig,
+    NotifyConfig,
+    Ports,
+    Settings,
+    Tracker,
+)
 
 DOCS = PROJECT_ROOT / "docs"
 
@@ -60,6 +68,17 @@ def configuration_md() -> str:
               "", "| setting | default | meaning |", "|---|---|---|"]
     for name, field in DetectConfig.model_fields.items():
         lines.append(f"| `detect.{name}` | `{field.default}` | {field.description} |")
+    lines += ["", "## Notifications and tickets", "",
+              "Under `[notify]`; destinations as `[[notify.destinations]]` tables, trackers as "
+              "`[notify.github]` and `[notify.jira]`. Secrets (webhook signing key, SMTP "
+              "password, tracker tokens) go in the 0600 secrets file with `tracehold notify "
+              "secret NAME`, never here.", "",
+              "| setting | default | meaning |", "|---|---|---|"]
+    for prefix, model in (("notify", NotifyConfig), ("notify.destinations[]", Destination),
+                          ("notify.{github,jira}", Tracker)):
+        for name, field in model.model_fields.items():
+            default = "(required)" if field.is_required() else _default(field.default)
+            lines.append(f"| `{prefix}.{name}` | `{default}` | {field.description} |")
     return "\n".join(lines) + "\n"
 
 
@@ -79,6 +98,8 @@ def cli_md() -> str:
                  ["audit", "list"], ["audit", "verify"], ["audit", "heads"], ["report"],
                  ["verify-export"]]
     commands += [["users"], ["users", "create"], ["users", "list"], ["users", "delete"]]
+    commands += [["cases", "ticket"], ["notify"],
+                 *(["notify", c] for c in ("test", "secret", "list", "retry"))]
     for cmd in commands:
         result = runner.invoke(app, [*cmd, "--help"], prog_name="tracehold",
                                env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})
