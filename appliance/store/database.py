@@ -38,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +65,25 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str,
     return result
 
 
+Step = str | Callable[[duckdb.DuckDBPyConnection], object]
+
+
 def migrate(con: duckdb.DuckDBPyConnection, component: str,
-            migrations: Sequence[Sequence[str]]) -> int:
-    """Apply ``migrations[v:]`` for ``component`` (each a list of statements); returns the
+            migrations: Sequence[Sequence[Step]]) -> int:
+    """Apply ``migrations[v:]`` for ``component`` (each a list of statements, or of
+    functions of the connection when the statements depend on the data); returns the
     version now in force. Call inside ``Database.transaction()``."""
     found = rows(con, "SELECT version FROM component_schema WHERE component = ?", [component])
     current = int(found[0]["version"]) if found else 0
     if current > len(migrations):
         raise StoreError(f"{component} tables have schema version {current}; this Tracehold "
                          f"understands up to {len(migrations)}")
-    for statements in migrations[current:]:
-        for sql in statements:
-            con.execute(sql)
+    for steps in migrations[current:]:
+        for step in steps:
+            if isinstance(step, str):
+                con.execute(step)
+            else:
+                step(con)
     if current < len(migrations):
         con.execute("INSERT OR REPLACE INTO component_schema VALUES (?, ?, now())",
                     [component, len(migrations)])

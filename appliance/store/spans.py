@@ -1,27 +1,35 @@
-"""The span store: the ``spans`` table of the daemon's DuckDB file (``Database``).
+"""The span store: spans in the daemon's DuckDB file (``Database``), read as ``spans``.
 
 Why it looks like this:
 
-* Delivery from the collector's persistent queue is at-least-once, so inserts are
-  idempotent on the primary key (trace_id, span_id): ``INSERT OR IGNORE``, which also
-  absorbs duplicates inside one batch. No other index: DuckDB ART indexes are costly.
-* A batch becomes one pyarrow Table inserted by one statement in one transaction: fast,
-  and nothing is half-written when it fails.
+* The layout is ``appliance.store.partitions``: inserts append to a hot table without a
+  key, seals move its rows into per-day tables, and ``spans``
+  is a view that shows every span once. The insert rate holds as the store fills
+  (docs/store-design.md).
+* Delivery from the collector's persistent queue is at-least-once: a retried batch is
+  appended again, hidden by the view and dropped by the seal, so a query or a count never
+  sees a span twice. ``insert`` therefore returns the spans written, not the new ones.
+* A batch becomes one pyarrow Table appended by one statement in one transaction that
+  commits before ``insert`` returns (the daemon answers 200 after it): nothing is
+  half-written when it fails.
+* The message text is stored once: ``gen_ai.input.messages`` / ``gen_ai.output.messages``
+  are kept in their typed columns and left out of the attributes JSON
+  (``messages_moved``); reads put them back, so a span reads as it was sent.
 * Connections, locking, error mapping (``StoreUnavailable`` -> 503 + Retry-After) and
-  schema versions are the ``Database``'s (``appliance.store.database``); the table is the
-  ``spans`` component there.
+  schema versions are the ``Database``'s (``appliance.store.database``); the tables are
+  the ``spans`` component there.
 * The typed GenAI columns come from ``conventions.FIELDS``; a field added there is added
-  to an existing database as a new column when the store opens.
+  to every span table as a new column when the store opens.
 
 Columns: trace_id, span_id, parent_span_id, name, kind, service_name, scope_name VARCHAR;
 start_time, end_time, received_at TIMESTAMPTZ; duration_ms DOUBLE; status_code,
 status_message VARCHAR; one column per ``conventions.FIELDS`` entry (str VARCHAR, int BIGINT,
 float DOUBLE, str_list VARCHAR[], float_list DOUBLE[]); eval_scores MAP(VARCHAR, DOUBLE)
 (queryable as ``eval_scores['relevance']``); attributes, resource_attributes, events,
-links JSON; dropped_attributes_count, dropped_events_count BIGINT.
+links JSON; dropped_attributes_count, dropped_events_count BIGINT; messages_moved BOOLEAN.
 
-Reads return one dict per span with those keys: JSON columns parsed, eval_scores a dict,
-times UTC-aware datetimes.
+Reads return one dict per span with those keys (but messages_moved): JSON columns parsed,
+eval_scores a dict, times UTC-aware datetimes.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +49,9 @@ import pyarrow as pa
 from appliance.errors import StoreError
 from appliance.ingest import conventions
 from appliance.ingest.rows import SpanRow
-from appliance.store.database import Database, migrate
+from appliance.store import partitions
+from appliance.store.database import Database, Step, migrate
+from appliance.store.partitions import HOT, Sealed
 
 log = logging.getLogger("tracehold.store")
 _TS = pa.timestamp("us", tz="UTC")
@@ -50,6 +61,11 @@ _GENAI_TYPES: dict[str, tuple[str, pa.DataType]] = {
     "float_list": ("DOUBLE[]", pa.list_(pa.float64()))}
 _JSON_COLUMNS = ("attributes", "resource_attributes", "events", "links")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# The canonical message attributes kept once, in their typed columns (attribute, column).
+MOVED = tuple((f.attribute, f.column) for f in conventions.FIELDS
+              if f.column in ("input_messages", "output_messages"))
+_MOVED_NAMES = frozenset(name for name, _ in MOVED)
+SEAL_ROWS = 250_000
 
 
 def _column(name: str, sql: str, arrow: pa.DataType, get: Callable[[SpanRow], Any] | None
@@ -78,7 +94,7 @@ COLUMNS = (
       for f in conventions.FIELDS),
     _column("eval_scores", "MAP(VARCHAR, DOUBLE)", pa.map_(pa.string(), pa.float64()),
             lambda r: r.eval_scores),
-    _column("attributes", "JSON", pa.string(), lambda r: _dumps(r.attributes)),
+    _column("attributes", "JSON", pa.string(), None),  # with messages_moved: see _table
     _column("resource_attributes", "JSON", pa.string(), None),  # shared: see _table
     _column("events", "JSON", pa.string(), lambda r: _dumps(r.events) if r.events else "[]"),
     _column("links", "JSON", pa.string(), lambda r: _dumps(r.links) if r.links else "[]"),
@@ -86,40 +102,85 @@ COLUMNS = (
             lambda r: r.dropped_attributes_count),
     _column("dropped_events_count", "BIGINT", pa.int64(), lambda r: r.dropped_events_count),
     _column("received_at", "TIMESTAMPTZ", _TS, lambda r: r.received_at),
+    _column("messages_moved", "BOOLEAN", pa.bool_(), None),  # see _table
 )
 _NAMES = ", ".join(f'"{c[0]}"' for c in COLUMNS)
-# Additive changes need no new migration: the table is created with today's columns and a
-# field added to conventions.FIELDS since is added to an existing table when it opens.
-MIGRATIONS = [[
+_DDL = ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS)
+# Version 1 as released: one table keyed on (trace_id, span_id). Its columns then are
+# today's, less those added since (added to a version-1 table before it is partitioned).
+_V1_SPANS: list[Step] = [
     "CREATE TABLE IF NOT EXISTS spans ("
-    + ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS)
+    + ", ".join(f'"{name}" {sql}' for name, sql, _, _ in COLUMNS if name != "messages_moved")
     + ", PRIMARY KEY (trace_id, span_id))",
-]]
+]
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+        [table]).fetchall()}
+    missing = [(name, sql) for name, sql, _, _ in COLUMNS if name not in have]
+    for name, sql in missing:
+        con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sql}')
+    return bool(missing)
+
+
+def _partition_v1(con: duckdb.DuckDBPyConnection) -> None:
+    """Version 2: the keyed ``spans`` table becomes the partitioned layout. Every span of
+    the old table is copied into its day's table, in start-time order; the old key made
+    every span unique, so there is nothing to drop."""
+    _add_missing_columns(con, "spans")
+    con.execute(f"CREATE TABLE {HOT} ({_DDL})")
+    con.execute(partitions.CATALOGUE)
+    days = [int(r[0]) for r in con.execute(
+        f"SELECT DISTINCT {partitions.PART.format(t='')} FROM spans ORDER BY 1").fetchall()]
+    for first in days:
+        name = f"spans_p{partitions.hour_time(first):%Y%m%d}"
+        con.execute(f"CREATE TABLE {name} ({_DDL})")
+        row = con.execute(
+            f"INSERT INTO {name} ({_NAMES}) SELECT {_NAMES} FROM spans WHERE "
+            f"{partitions.PART.format(t='')} = ? ORDER BY start_time", [first]).fetchone()
+        con.execute("INSERT INTO span_partitions VALUES (?, ?, ?, ?, now())",
+                    [name, first, first + partitions.PARTITION_HOURS, int(row[0]) if row else 0])
+    con.execute("DROP TABLE spans")
+    partitions.rebuild_view(con, _NAMES)
+
+
+MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1]]
 
 
 class SpanStore:
-    """The span table in the daemon's ``Database``, which this store opens and owns.
-    Thread-safe as the database is. Only one process may open the file."""
+    """The span tables in the daemon's ``Database``, which this store opens and owns.
+    Thread-safe as the database is. Only one process may open the file.
 
-    def __init__(self, path: Path) -> None:
+    ``seal_rows``: an insert that leaves the hot table with at least this many rows seals
+    it (after its own commit); ``seal_if_idle`` seals on a timer."""
+
+    def __init__(self, path: Path, seal_rows: int = SEAL_ROWS) -> None:
         self.db = Database(path)
         self.path = self.db.path
+        self.seal_rows = seal_rows
         self._listeners: list[Callable[[Sequence[SpanRow]], object]] = []
+        self._expire_before: int | None = None  # hour: the last retention pass's cutoff
+        self._last_seal = time.monotonic()
         try:
             with self.db.transaction() as con:
                 migrate(con, "spans", MIGRATIONS)
-                have = {r[0] for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_name = 'spans'").fetchall()}
-                for name, sql, _, _ in COLUMNS:  # fields added to conventions.FIELDS since
-                    if name not in have:
-                        con.execute(f'ALTER TABLE spans ADD COLUMN "{name}" {sql}')
+                changed = False
+                for table in (HOT, *(p.name for p in partitions.partitions(con))):
+                    changed |= _add_missing_columns(con, table)  # fields added since
+                if changed:
+                    partitions.rebuild_view(con, _NAMES)
+                found = con.execute(f"SELECT count(*) FROM {HOT}").fetchone()
+                self._hot = int(found[0]) if found else 0
         except BaseException:
             self.db.close()
             raise
 
     def insert(self, rows: Sequence[SpanRow]) -> int:
-        """Insert rows in one transaction; returns how many were new (duplicates ignored)."""
+        """Append rows in one transaction, committed on return; returns how many were
+        written (a retried span is written again and shown once: see the module doc).
+        Seals the hot table afterwards when it has reached ``seal_rows``."""
         if not rows:
             return 0
         try:
@@ -129,22 +190,54 @@ class SpanStore:
         with self.db.transaction() as con:
             con.register("_batch", table)
             try:
-                result = con.execute(f"INSERT OR IGNORE INTO spans ({_NAMES}) "
-                                     f"SELECT {_NAMES} FROM _batch").fetchone()
+                con.execute(f"INSERT INTO {HOT} ({_NAMES}) SELECT {_NAMES} FROM _batch")
             finally:
                 with contextlib.suppress(duckdb.Error):
                     con.unregister("_batch")
+            self._hot += len(rows)
+            full = self._hot >= self.seal_rows
         self._notify(rows)
-        return int(result[0]) if result else 0
+        if full:
+            self.seal()
+        return len(rows)
+
+    def seal(self) -> Sealed:
+        """Move the hot rows into their partitions now (one transaction)."""
+        t0 = time.perf_counter()
+        with self.db.transaction() as con:
+            if not self._hot:  # another thread sealed first
+                return Sealed(0, 0, 0, 0)
+            done = partitions.seal(con, _NAMES, _DDL, self._expire_before)
+            partitions.checkpoint("seal")
+            self._hot = 0
+            self._last_seal = time.monotonic()
+        if done.rows or done.duplicates:
+            log.info("sealed %d spans in %.1f s (%d duplicates, %d expired dropped)",
+                     done.rows, time.perf_counter() - t0, done.duplicates, done.expired)
+        return done
+
+    def seal_if_idle(self, interval_s: float) -> Sealed | None:
+        """The timer's seal: seal when there are hot rows and the last seal was
+        ``interval_s`` ago or more (so a quiet store does not keep rows hot for long)."""
+        if self._hot and time.monotonic() - self._last_seal >= interval_s:
+            return self.seal()
+        return None
 
     def apply_retention(self, days: int) -> int:
-        """Delete spans that started more than ``days`` days ago; returns how many."""
+        """Drop the partitions whose spans all started more than ``days`` days ago (the
+        hot rows are sealed first, those that old dropped); returns how many spans.
+        Spans go between ``days`` and ``days`` + 1 days after they started (a partition is
+        a UTC day)."""
         if days < 0:
             raise ValueError("retention days must be >= 0")
-        cutoff = datetime.now(UTC) - timedelta(days=days)
+        before = partitions.hour_of(datetime.now(UTC) - timedelta(days=days))
         with self.db.transaction() as con:
-            row = con.execute("DELETE FROM spans WHERE start_time < ?", [cutoff]).fetchone()
-        return int(row[0]) if row else 0
+            self._expire_before = before
+            done = partitions.seal(con, _NAMES, _DDL, before)
+            dropped = partitions.drop_expired(con, _NAMES, before)
+            partitions.checkpoint("retention")
+            self._hot = 0
+        return done.expired + dropped
 
     def on_insert(self, listener: Callable[[Sequence[SpanRow]], object]) -> None:
         """Call ``listener(rows)`` after each committed insert, outside the lock (e.g. to
@@ -201,22 +294,47 @@ class SpanStore:
             [*params, limit, offset])]
 
     def stats(self) -> dict[str, Any]:
-        """span_count, trace_count, db_bytes (database + WAL file), oldest/newest start."""
+        """span_count, trace_count, db_bytes (database + WAL file), bytes_per_span,
+        oldest/newest start, partitions (sealed tables) and hot_rows (rows not sealed yet,
+        duplicates included)."""
         row = self.db.read("SELECT count(*) AS span_count, count(DISTINCT trace_id) AS "
                            "trace_count, min(start_time) AS oldest_start, max(start_time) AS "
                            "newest_start FROM spans")[0]
-        return {"span_count": row["span_count"], "trace_count": row["trace_count"],
-                "db_bytes": self.db.file_bytes(),
+        parts = self.db.read("SELECT count(*) AS n FROM span_partitions")[0]["n"]
+        db_bytes = self.db.file_bytes()
+        spans = int(row["span_count"])
+        return {"span_count": spans, "trace_count": row["trace_count"],
+                "db_bytes": db_bytes,
+                "bytes_per_span": round(db_bytes / spans, 1) if spans else None,
                 "oldest_start": _utc(row["oldest_start"]),
-                "newest_start": _utc(row["newest_start"])}
+                "newest_start": _utc(row["newest_start"]),
+                "partitions": int(parts), "hot_rows": self._hot}
 
     def close(self) -> None:
         """Close the database (every connection); later calls raise StoreError."""
         self.db.close()
 
 
+def _slim(r: SpanRow) -> tuple[dict[str, Any], bool]:
+    """The attributes to encode, and whether the message text was left out: only when
+    every canonical message attribute present is the text of its typed column, and no
+    alias filled a typed column (so a read can put back exactly what was sent)."""
+    attrs = r.attributes
+    if not _MOVED_NAMES & attrs.keys():
+        return attrs, False
+    for name, column in MOVED:
+        value, typed = attrs.get(name), r.genai[column]
+        if value is None:
+            if typed is not None:  # an alias filled the column
+                return attrs, False
+        elif type(value) is not str or value != typed:
+            return attrs, False
+    return {k: v for k, v in attrs.items() if k not in _MOVED_NAMES}, True
+
+
 def _table(rows: Sequence[SpanRow]) -> pa.Table:
-    """Rows -> Arrow table; resource attributes, shared by a resource's spans, encoded once."""
+    """Rows -> Arrow table; resource attributes, shared by a resource's spans, encoded once;
+    the message text left out of the attributes (``_slim``)."""
     encoded: dict[int, str] = {}  # id() is stable: rows hold the dicts during the call
 
     def resource(r: SpanRow) -> str:
@@ -225,8 +343,13 @@ def _table(rows: Sequence[SpanRow]) -> pa.Table:
             text = encoded[key] = _dumps(r.resource_attributes)
         return text
 
-    return pa.table({name: pa.array([(get or resource)(r) for r in rows], type=arrow)
-                     for name, _, arrow, get in COLUMNS})
+    slim = [_slim(r) for r in rows]
+    columns = {name: pa.array([get(r) for r in rows], type=arrow)
+               for name, _, arrow, get in COLUMNS if get is not None}
+    columns["attributes"] = pa.array([_dumps(a) for a, _ in slim], type=pa.string())
+    columns["resource_attributes"] = pa.array([resource(r) for r in rows], type=pa.string())
+    columns["messages_moved"] = pa.array([m for _, m in slim], type=pa.bool_())
+    return pa.table({name: columns[name] for name, _, _, _ in COLUMNS})
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -238,5 +361,9 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
         row[name] = _utc(row[name])
     for name in _JSON_COLUMNS:
         row[name] = json.loads(row[name]) if row[name] is not None else None
+    if row.pop("messages_moved") and row["attributes"] is not None:
+        for name, column in MOVED:
+            if row[column] is not None:
+                row["attributes"][name] = row[column]
     row["eval_scores"] = dict(row["eval_scores"] or ())
     return row

@@ -105,20 +105,35 @@ def test_typed_columns_are_queryable(store: SpanStore, tmp_path: Path) -> None:
     assert types["input_tokens"] == "BIGINT"
 
 
-def test_insert_is_idempotent(store: SpanStore) -> None:
+@pytest.mark.parametrize("seal", ["never", "between", "after"])
+def test_insert_is_idempotent(store: SpanStore, seal: str) -> None:
+    """A batch delivered twice counts once: both copies hot, the first sealed, or both
+    sealed (the seal drops the second)."""
     batch = [make_row(i) for i in range(50)]
     assert store.insert(batch) == 50
-    assert store.insert(batch) == 0
+    if seal == "between":
+        assert store.seal().rows == 50
+    assert store.insert(batch) == 50  # written again, shown once
     assert store.count() == 50
-    assert store.insert([*batch[:10], make_row(50)]) == 1
+    assert store.insert([*batch[:10], make_row(50)]) == 11
+    if seal == "after":
+        done = store.seal()
+        assert (done.rows, done.duplicates) == (51, 60)
     assert store.count() == 51
+    assert store.stats()["span_count"] == 51
+    assert len(store.trace(batch[0].trace_id)) == 51
+    store.seal()
+    assert store.count() == 51 and store.stats()["hot_rows"] == 0
+    assert store.seal().rows == 0
 
 
 def test_duplicates_inside_one_batch(store: SpanStore) -> None:
     first = make_row(1)
     again = dataclasses.replace(first, name="later copy")
-    assert store.insert([first, make_row(2), again, first]) == 2
+    assert store.insert([first, make_row(2), again, first]) == 4
     assert store.count() == 2
+    assert [s["name"] for s in store.trace(first.trace_id)] == ["span-1", "span-2"]
+    store.seal()  # the seal keeps the same copy the view showed: the first stored
     assert [s["name"] for s in store.trace(first.trace_id)] == ["span-1", "span-2"]
 
 
@@ -164,6 +179,7 @@ def test_io_error_is_unavailable_and_rolled_back(store: SpanStore) -> None:
     store.db._con = real
     assert store.count() == 1
     assert store.insert([make_row(1), make_row(2)]) == 2
+    assert store.count() == 3
 
 
 def test_fatal_error_reopens_the_database(store: SpanStore) -> None:
@@ -260,7 +276,7 @@ def test_concurrent_inserts_and_reads(store: SpanStore) -> None:
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(work, batches + batches))
-    assert sum(new for new, _ in results) == 800
+    assert sum(new for new, _ in results) == 1600
     assert store.count() == 800
 
 
@@ -288,12 +304,14 @@ def test_new_conventions_field_becomes_a_column(tmp_path: Path) -> None:
     path = tmp_path / "spans.duckdb"
     SpanStore(path).close()
     con = duckdb.connect(str(path))
-    con.execute("ALTER TABLE spans DROP COLUMN tool_name")  # as if written before it existed
+    con.execute("ALTER TABLE spans_hot DROP COLUMN tool_name")  # as if written before it
     con.close()
     store = SpanStore(path)
     try:
         row = dataclasses.replace(make_row(1), genai={**TEMPLATE.genai, "tool_name": "search"})
         store.insert([row])
+        assert store.trace(row.trace_id)[0]["tool_name"] == "search"
+        store.seal()
         assert store.trace(row.trace_id)[0]["tool_name"] == "search"
     finally:
         store.close()
