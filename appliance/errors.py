@@ -22,6 +22,8 @@
     │                                                         is corrupt or unreadable
     ├── DeliveryError            delivery_failed         502  a webhook, mail relay or tracker
     │                                                         refused or did not answer
+    ├── BundleCorrupt            bundle_corrupt          400  an air-gap bundle fails its checksums
+    │                                                         or signature (names the file)
     └── DaemonUnavailable        daemon_unavailable      -    the CLI cannot reach the daemon
 
 Every class carries its HTTP ``status``, a ``title`` and a stable ``type``: the API's one
@@ -167,6 +169,14 @@ class DeliveryError(TraceholdError):
     (the message names it and its answer, e.g. a 401 from the tracker)."""
 
     status, title, type = 502, "Delivery failed", "delivery_failed"
+
+
+class BundleCorrupt(TraceholdError):
+    """An air-gap bundle is refused before anything is installed: a file's checksum or
+    size differs, a file is missing or unexpected, or the manifest's signature does not
+    verify. The message names the file."""
+
+    status, title, type = 400, "Bundle corrupt", "bundle_corrupt"
 
 
 def _tree(cls: type[TraceholdError]) -> list[type[TraceholdError]]:

@@ -35,7 +35,7 @@ BUILD_DIR = resources.build_dir()
 Progress = Callable[[str], None]
 
 
-def _run(argv: list[str], progress: Progress, cwd: Path | None = None,
+def run_step(argv: list[str], progress: Progress, cwd: Path | None = None,
          env: dict[str, str] | None = None) -> None:
     """Run a step, streaming its output as progress; fail with its last lines."""
     proc = subprocess.Popen(
@@ -72,13 +72,13 @@ def build_collector(bin_dir: Path, progress: Progress = print, force: bool = Fal
     gobin = BUILD_DIR / "gobin"
     t0 = time.monotonic()
     progress(f"collector: installing the Collector Builder {version} …")
-    _run(["go", "install", f"go.opentelemetry.io/collector/cmd/builder@{version}"],
+    run_step(["go", "install", f"go.opentelemetry.io/collector/cmd/builder@{version}"],
          progress, env={"GOBIN": str(gobin)})
     progress("collector: building from bundled-stack/otelcol/manifest.yaml "
              "(first build takes a few minutes) …")
     shutil.copy(MANIFEST, BUILD_DIR / "manifest.yaml")
     shutil.rmtree(BUILD_DIR / "_build", ignore_errors=True)
-    _run([str(gobin / "builder"), "--config", "manifest.yaml"], progress, cwd=BUILD_DIR)
+    run_step([str(gobin / "builder"), "--config", "manifest.yaml"], progress, cwd=BUILD_DIR)
     bin_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".new")
     shutil.copy(BUILD_DIR / "_build" / COLLECTOR_BINARY, tmp)
@@ -110,6 +110,8 @@ def install_debian(bin_dir: Path, progress: Progress = print) -> None:
     stamp = bin_dir / "debian-packages.lock"
     wanted = "\n".join(f"{n}={v}" for n, v in sorted(pins.items()))
     have_all = all((bin_dir / b).exists() for bins in DEBIAN_BINARIES.values() for b in bins)
+    have_all = have_all and all((bin_dir / "licenses" / f"{p}.copyright").exists()
+                                for p in DEBIAN_BINARIES)
     if have_all and stamp.exists() and stamp.read_text() == wanted:
         progress("prometheus, victoria-metrics: up to date")
         return
@@ -120,20 +122,26 @@ def install_debian(bin_dir: Path, progress: Progress = print) -> None:
         refs = [f"{n}={v}" for n, v in pins.items()]
         progress(f"debian: downloading {', '.join(refs)} …")
         try:
-            _run(["apt-get", "download", *refs], lambda _: None, cwd=work)
+            run_step(["apt-get", "download", *refs], lambda _: None, cwd=work)
         except StackError:
             progress("debian: package lists missing or stale; running apt-get update …")
-            _run(["apt-get", "update"], progress)
-            _run(["apt-get", "download", *refs], progress, cwd=work)
+            run_step(["apt-get", "update"], progress)
+            run_step(["apt-get", "download", *refs], progress, cwd=work)
         root = work / "root"
         for deb in sorted(work.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)], progress)
+            run_step(["dpkg-deb", "-x", str(deb), str(root)], progress)
         for binaries in DEBIAN_BINARIES.values():
             for name in binaries:
                 src = root / "usr" / "bin" / name
                 if not src.exists():
                     raise StackError(f"{name} not found in the downloaded packages")
                 shutil.copy2(src, bin_dir / name)
+        # their licences travel with them (the air-gap bundle's licenses/)
+        (bin_dir / "licenses").mkdir(exist_ok=True)
+        for package in DEBIAN_BINARIES:
+            copyright_file = root / "usr" / "share" / "doc" / package / "copyright"
+            if copyright_file.exists():
+                shutil.copy2(copyright_file, bin_dir / "licenses" / f"{package}.copyright")
     stamp.write_text(wanted)
     progress(f"debian: prometheus, victoria-metrics unpacked into {bin_dir}")
 

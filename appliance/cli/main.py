@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "notify": ("notify", "app", True),
     "report": ("report", "report_cmd", False),
     "verify-export": ("export", "verify_export_cmd", False),
+    "bundle": ("bundle", "app", True),
 }
 
 

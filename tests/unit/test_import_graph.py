@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"records"},           # the record stores, built once (composition helpers)
     {"export", "report", "notify"},  # evidence out; cases reach people
     {"demo", "stack", "install", "status", "testtrace"},  # running the appliance
-    {"api", "daemon", "cli", "docgen", "console", "__main__"},  # entry points
+    # entry points; airgap: the bundle's builder and installer, and the frozen entry
+    {"api", "daemon", "cli", "docgen", "console", "__main__", "airgap"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

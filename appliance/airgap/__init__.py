@@ -1,0 +1,1 @@
+"""The air-gap bundle: build it on a connected host, check and install it offline."""
