@@ -28,11 +28,10 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 
@@ -55,7 +54,6 @@ PLAYBOOK_FIELDS = ("id", "title", "failure_type", "blames", "signals", "change_k
 REQUIRED = ("id", "title", "failure_type", "signature", "root_cause", "fix", "verify")
 ENTITY_KINDS = ("change", "provider", "model", "template", "index", "tool", "agent")
 Source = Literal["playbook", "case"]
-T = TypeVar("T")
 
 
 class Embeds(Protocol):
@@ -402,16 +400,6 @@ def rebuild(path: Path, embedder: Embeds,
 LEARNED_ACTIONS = frozenset({"case.resolve", "case.verify", "case.status"})
 
 
-class Worker(Protocol):
-    """What ``learning_listener`` needs of the RCA worker (``appliance.rca.worker``): its
-    thread, which owns the knowledge base, and the knowledge base it loaded."""
-
-    @property
-    def running(self) -> bool: ...
-    def kb(self) -> object: ...
-    def submit(self, job: Callable[[], T]) -> Future[T]: ...
-
-
 def learn_quietly(kb: object, case: Case) -> bool:
     """``kb.learn(case)`` when ``kb`` is a usable knowledge base; never raises (a
     knowledge base that cannot learn must not fail a resolve). True when learned."""
@@ -424,12 +412,11 @@ def learn_quietly(kb: object, case: Case) -> bool:
         return False
 
 
-def learning_listener(worker: Worker) -> Callable[[str, Case], None]:
-    """A ``CaseStore.on_action`` listener: after a case is resolved, verified or has its
-    status set, the worker's thread learns it (or forgets a reopened one), so the API's
-    thread never waits on an embedding. Nothing when the worker does not run (a CLI
-    process, ``rca_enabled`` off): no knowledge base is open there."""
-    def listen(action: str, case: Case) -> None:
-        if action in LEARNED_ACTIONS and worker.running:
-            worker.submit(lambda: learn_quietly(worker.kb(), case))
-    return listen
+def learner(kb: Callable[[], object]) -> Callable[[Case], None]:
+    """A callback for the RCA worker to call with a case after one of
+    ``LEARNED_ACTIONS`` (``kb``: its knowledge base; anything else, such as None or the
+    reason it is unavailable, and nothing is learned). It never
+    raises: a knowledge base that cannot learn must not fail the resolve."""
+    def learn(case: Case) -> None:
+        learn_quietly(kb(), case)
+    return learn
