@@ -44,6 +44,11 @@ def _retention_loop(store: SpanStore, days: int, stop: threading.Event) -> None:
         stop.wait(RETENTION_EVERY_S)
 
 
+def _when_stopped(stop: threading.Event, then: Callable[[], object]) -> None:
+    stop.wait()
+    then()
+
+
 def _thread(name: str, target: Callable[..., object], *args: object) -> None:
     threading.Thread(target=target, args=args, daemon=True, name=name).start()
 
@@ -53,6 +58,9 @@ def start_background(records: Records, stop: threading.Event) -> DetectorRunner 
     s = records.settings
     _thread("audit-head-signer", sign_heads_loop, records, stop)
     _thread("retention", _retention_loop, records.store, s.span_retention_days, stop)
+    if s.rca_enabled:  # RCA runs on its own thread, never on the API's or ingest's time
+        records.rca.start()
+        _thread("rca-stop", _when_stopped, stop, records.rca.stop)
     if not s.detect.enabled:
         return None
     runner = DetectorRunner(records.store, s.detect,

@@ -21,6 +21,7 @@ from appliance.audit.signing import Signer
 from appliance.cases.store import CaseStore
 from appliance.changes.infer import ChangeInference
 from appliance.changes.store import ChangeStore
+from appliance.rca.worker import RcaSources, RcaWorker
 from appliance.settings import Settings
 from appliance.store.spans import SpanStore
 
@@ -37,6 +38,7 @@ class Records:
     changes: ChangeStore
     inference: ChangeInference
     cases: CaseStore
+    rca: RcaWorker  # queued RCA runs; its thread runs only in the daemon (``start``)
 
     @classmethod
     def open(cls, store: SpanStore, settings: Settings,
@@ -58,7 +60,9 @@ class Records:
                           clock=clock)
         inference = ChangeInference(store, changes)
         store.on_insert(inference.observe)
-        return cls(store, settings, audit, signer, changes, inference, cases)
+        rca = RcaWorker(RcaSources(store, changes, cases, settings))
+        cases.on_action(rca.on_case)  # a case that opens or gains evidence is queued
+        return cls(store, settings, audit, signer, changes, inference, cases, rca)
 
     def sign_head_if_moved(self, reason: str) -> dict[str, Any] | None:
         """Sign the chain head unless the newest signed head is already this one."""

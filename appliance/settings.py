@@ -314,6 +314,14 @@ class Settings(BaseSettings):
     case_change_lookback_hours: float = Field(
         24, ge=0, description="Change events this long before a case's onset join its context"
     )
+    rca_enabled: bool = Field(
+        True, description="Run the RCA worker in the daemon: each case is diagnosed when it "
+                          "opens, when new evidence joins it and on request"
+    )
+    rca_debounce_s: float = Field(
+        60.0, ge=0, description="RCA: wait this long after new evidence joins a case before "
+                                "diagnosing it again (one run for a burst of occurrences)"
+    )
     sla_resolve_hours: float = Field(
         24, gt=0, description="A case open longer than this is an SLA breach (compliance report)"
     )

@@ -3,18 +3,21 @@ export it."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.body import DEFAULT_LIMIT, actor_of, json_body
 from appliance.api.state import records_of
 from appliance.cases.check import check_case
 from appliance.cases.model import Assign, Case, CaseOpen, Note, Rca, Resolve, StatusChange, Verify
+from appliance.errors import Conflict
 from appliance.headers import USER_HEADER
+from appliance.times import parse_time
 
 
 async def open_case(request: Request) -> JSONResponse:
@@ -91,3 +94,39 @@ async def check(request: Request, case_id: str) -> dict[str, Any]:
     body = await run_in_threadpool(check_case, records.store, records.settings.detect, case)
     case = await run_in_threadpool(records.cases.verify, case_id, body, actor_of(request))
     return case.model_dump(mode="json")
+
+
+async def rca_run(request: Request, case_id: str) -> JSONResponse:
+    """Queue a run on the RCA worker; answers at once (the worker's thread does the work,
+    never the API's)."""
+    records = records_of(request)
+    case = await run_in_threadpool(records.cases.get, case_id)  # 404 for an unknown id
+    records.rca.request(case.id)
+    return JSONResponse({"case_id": case.id, "queued": True,
+                         "runs": case.rca.runs if case.rca else 0,
+                         "worker_running": records.rca.running}, status_code=202)
+
+
+class InvestigateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", description="ISO 8601 start of the window")
+    to: str = Field(description="ISO 8601 end of the window")
+    services: list[str] = Field(default_factory=list, max_length=200)
+
+
+async def investigate(request: Request) -> dict[str, Any]:
+    """The detectors and the RCA over a stored window, run on the RCA worker's thread
+    (so it queues behind, and never beside, the live cases' runs)."""
+    from appliance.rca.investigate import investigate as run
+
+    body = await json_body(request, InvestigateBody)
+    start, end = parse_time(body.from_, "from"), parse_time(body.to, "to")
+    worker = records_of(request).rca
+    if not worker.running:
+        raise Conflict("the RCA worker is not running (rca_enabled is false); run "
+                       "`tracehold investigate` with the daemon stopped to investigate "
+                       "offline")
+    future = worker.submit(lambda: run(worker.sources, start, end, body.services or None,
+                                       worker.kb(), worker.model()))
+    result: dict[str, Any] = await asyncio.wrap_future(future)
+    return result

@@ -75,6 +75,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{CASE}/check", cases.check,
           "Verify now: the case's detector judges the window", "cases"),
     Route("PUT", f"{CASE}/rca", cases.rca, "Store an RCA run's result", "cases"),
+    Route("POST", f"{CASE}/rca/run", cases.rca_run,
+          "Queue an RCA run on the daemon's RCA worker (202: queued; the case's rca.runs "
+          "moves when it is done)", "cases", status=202),
+    Route("POST", "/api/v1/investigate", cases.investigate,
+          "Run the detectors and the RCA over a stored window [from, to) (ISO 8601), on "
+          "the RCA worker; stores no case", "cases"),
     Route("GET", f"{CASE}/export", cases.export, "The signed evidence zip (audited)", "cases",
           response_class=Response),
     Route("POST", f"{CASE}/ticket", notify.ticket,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,10 @@ MIGRATIONS = [[
 ]]
 _ACTIVE_SQL = ", ".join(f"'{s}'" for s in transitions.ACTIVE)  # fixed names, not input
 MAX_SIGNALS, MAX_WINDOWS = 200, 20
+# What an RCA run's audit entry copies from its details (the rest is in the case).
+RCA_AUDITED = ("engine", "status", "model_name", "model_sha256", "evidence_ids")
+log = logging.getLogger("tracehold.cases")
+Listener = Callable[[str, Case], object]
 
 
 def _now() -> datetime:
@@ -79,6 +84,7 @@ class CaseStore:
         self.note_max_bytes, self.max_trace_ids = note_max_bytes, max_trace_ids
         self.change_lookback = change_lookback
         self.clock = clock or _now  # "now" for every time the store stamps on a case
+        self._listeners: list[Listener] = []
         with db.transaction() as con:
             migrate(con, "cases", MIGRATIONS)
 
@@ -114,7 +120,21 @@ class CaseStore:
                 deduplicated = False
         answer = self.get(case.id)
         answer.deduplicated = deduplicated
+        self._notify("case.evidence" if deduplicated else "case.open", answer)
         return answer
+
+    def on_action(self, listener: Listener) -> None:
+        """Call ``listener(action, case)`` after each committed case action (the audit
+        action: ``case.open``, ``case.evidence``, ``case.resolve``, ``rca.run``, ...), e.g.
+        to queue an RCA run. A listener's error is logged; the action has succeeded."""
+        self._listeners.append(listener)
+
+    def _notify(self, action: str, case: Case) -> None:
+        for listener in self._listeners:
+            try:
+                listener(action, case)
+            except Exception:  # committed: never fail the case action for this
+                log.exception("case listener %r failed on %s", listener, action)
 
     def _new(self, con: duckdb.DuckDBPyConnection, body: CaseOpen, signature: str,
              onset: datetime, now: datetime) -> Case:
@@ -239,7 +259,8 @@ class CaseStore:
                               secondary_types=body.secondary_types, details=body.details)
             return {"root_cause": root, "confidence": body.confidence, "run": runs,
                     "failure_type": body.failure_type, "hypotheses": len(body.hypotheses),
-                    "suggested_fixes": len(body.suggested_fixes)}
+                    "suggested_fixes": len(body.suggested_fixes), "model": body.model,
+                    **{k: body.details[k] for k in RCA_AUDITED if k in body.details}}
         return self._mutate(case_id, actor, "rca.run", change)
 
     def _mutate(self, case_id: str, actor: str, action: str,
@@ -250,7 +271,9 @@ class CaseStore:
             case.updated_at = _stamp(self.clock())
             self._save(con, case)
             self.audit.append_in(con, actor, action, case_id, details)
-        return self.get(case_id)
+        answer = self.get(case_id)
+        self._notify(action, answer)
+        return answer
 
     # ---------------------------------------------------------------- storage
 

@@ -10,7 +10,7 @@ import typer
 from appliance.cli.client import DaemonClient
 from appliance.cli.notify import ticket
 from appliance.cli.output import DataDir, JsonOpt, emit, settings, write_atomic
-from appliance.errors import InvalidRequest
+from appliance.errors import DaemonUnavailable, InvalidRequest
 
 if TYPE_CHECKING:
     from appliance.cases.model import Case
@@ -172,6 +172,57 @@ def verify(case_id: str,
             "detail": detail}
     case = _case(data_dir, "POST", f"/api/v1/cases/{case_id}/verify", body)
     emit(case.model_dump(mode="json"), as_json, [f"{case.id} is {case.status}"])
+
+
+def _diagnosis(c: Case) -> list[str]:
+    run = c.rca
+    if run is None:
+        return [f"{c.id}: no RCA run yet"]
+    d = run.details
+    lines = [f"{c.id} RCA run {run.runs} at {run.ran_at} by {run.ran_by} "
+             f"({d.get('engine', '?')}; status {d.get('status', '?')})",
+             f"  type:        {run.failure_type}   confidence: {c.confidence}",
+             f"  root cause:  {c.root_cause}"]
+    lines += [f"  hypothesis {h.rank}: {h.cause} ({h.confidence}; "
+              f"{', '.join(h.evidence_ids)})" for h in c.hypotheses]
+    explanation = d.get("explanation") or {}
+    if explanation.get("text"):
+        by = explanation.get("by")
+        who = f"model {explanation.get('model')}" if by == "model" else "rules"
+        lines.append(f"  explanation ({who}): {explanation['text']}")
+    lines += [f"  similar:     {m['id']} ({m['source']}, {m['failure_type']}, "
+              f"distance {m['distance']})" for m in d.get("similar") or []]
+    lines += [f"  fix:         {f.title} ({f.source or '-'})" for f in c.suggested_fixes]
+    if run.model:
+        lines.append(f"  model:       {run.model} sha256 {d.get('model_sha256')}")
+    return lines
+
+
+@app.command()
+def rca(case_id: str,
+        wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish and "
+                                                          "print its diagnosis")] = False,
+        timeout: Annotated[float, typer.Option(help="--wait: give up after this many "
+                                                    "seconds")] = 300.0,
+        data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
+    """Ask the daemon's RCA worker to diagnose a case again (queued)."""
+    import time
+
+    client = _client(data_dir)
+    queued = client.json("POST", f"/api/v1/cases/{case_id}/rca/run")
+    if not wait:
+        emit(queued, as_json, [f"RCA of {case_id} queued (runs so far: {queued['runs']})"])
+        return
+    deadline = time.monotonic() + timeout
+    while True:  # the run count moves when the worker has stored the run
+        case = _case(data_dir, "GET", f"/api/v1/cases/{case_id}")
+        if case.rca is not None and case.rca.runs > queued["runs"]:
+            break
+        if time.monotonic() > deadline:
+            raise DaemonUnavailable(f"the RCA of {case_id} did not finish within {timeout:g} s"
+                                    f" (still queued: is the daemon's RCA worker running?)")
+        time.sleep(0.5)
+    emit(case.model_dump(mode="json"), as_json, _diagnosis(case))
 
 
 @app.command()

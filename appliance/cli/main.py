@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "change": ("changes", "app", True),
     "audit": ("audit", "app", True),
     "notify": ("notify", "app", True),
+    "investigate": ("investigate", "investigate", False),
     "report": ("report", "report_cmd", False),
     "verify-export": ("export", "verify_export_cmd", False),
     "bundle": ("bundle", "app", True),

@@ -54,14 +54,17 @@ def _case_entries(records: Records, case_id: str, last_seq: int) -> list[dict[st
         after = page[-1]["seq"]
 
 
-def _rca(case: Case) -> dict[str, Any]:
-    """rca.json: the latest RCA result and its run, or {} before any run."""
+def _rca(case: Case, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """rca.json: the latest RCA result and its run (evidence, similar cases, model name
+    and sha256, explanation), and every run's audit entry; {} before any run."""
     if case.rca is None:
         return {}
     return {"root_cause": case.root_cause, "confidence": case.confidence,
             "hypotheses": [h.model_dump(mode="json") for h in case.hypotheses],
             "suggested_fixes": [f.model_dump(mode="json") for f in case.suggested_fixes],
-            "run": case.rca.model_dump(mode="json")}
+            "run": case.rca.model_dump(mode="json"),
+            "runs": [{"seq": e["seq"], "at": e["ts"], "actor": e["actor"], **e["details"]}
+                     for e in entries if e["action"] == "rca.run"]}
 
 
 def build(records: Records, case_id: str, actor: str) -> tuple[bytes, dict[str, Any]]:
@@ -80,7 +83,7 @@ def build(records: Records, case_id: str, actor: str) -> tuple[bytes, dict[str, 
     files: dict[str, bytes] = {
         "case.json": _json(case.model_dump(mode="json", exclude={"timeline"})),
         "timeline.json": _json([e.model_dump(mode="json") for e in case.timeline or []]),
-        "rca.json": _json(_rca(case)),
+        "rca.json": _json(_rca(case, entries)),
         "audit.json": _json(proof),
     }
     lines = [json.dumps(span, ensure_ascii=False, default=_default)

@@ -24,6 +24,7 @@ def build(case: Case, charts: list[tuple[str, bytes]], export_id: str,
     rca: list[Block] = [
         Paragraph(f"Root cause: {text(case.root_cause)}"),
         Paragraph(f"Confidence: {text(case.confidence)}"),
+        *_run(case),
         Table(["rank", "hypothesis", "confidence", "evidence"],
               [[str(h.rank), h.cause, text(h.confidence), ", ".join(h.evidence_ids) or "—"]
                for h in case.hypotheses]),
@@ -55,3 +56,21 @@ def build(case: Case, charts: list[tuple[str, bytes]], export_id: str,
             Section("Notes", notes or [Paragraph("No notes.")]),
             Section("Timeline (audit entries)", [timeline]),
         ])
+
+
+def _run(case: Case) -> list[Block]:
+    """Who answered: the engine, the model and its sha256, the status, and the
+    explanation marked as the model's when it wrote it."""
+    if case.rca is None:
+        return []
+    d = case.rca.details
+    out: list[Block] = [Paragraph(
+        f"RCA run {case.rca.runs} at {case.rca.ran_at} by {case.rca.ran_by}: engine "
+        f"{text(d.get('engine'))}, status {text(d.get('status'))}, model "
+        f"{text(case.rca.model)} (sha256 {text(d.get('model_sha256'))})")]
+    explanation = d.get("explanation") or {}
+    if explanation.get("text"):
+        who = ("written by the local model" if explanation.get("by") == "model"
+               else "from the rules")
+        out.append(Paragraph(f"Explanation ({who}): {explanation['text']}"))
+    return out
