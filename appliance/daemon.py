@@ -31,6 +31,9 @@ from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.daemon")
 RETENTION_EVERY_S = 3600
+# The span store seals its hot table when it reaches SEAL_ROWS rows (on an insert); this
+# timer seals what a quiet store holds, so no row stays hot (read-time dedup) for long.
+SEAL_EVERY_S = 300
 
 
 def _retention_loop(store: SpanStore, days: int, stop: threading.Event) -> None:
@@ -49,6 +52,14 @@ def _when_stopped(stop: threading.Event, then: Callable[[], object]) -> None:
     then()
 
 
+def _seal_loop(store: SpanStore, stop: threading.Event) -> None:
+    while not stop.wait(SEAL_EVERY_S / 5):
+        try:
+            store.seal_if_idle(SEAL_EVERY_S)
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("span store seal failed")
+
+
 def _thread(name: str, target: Callable[..., object], *args: object) -> None:
     threading.Thread(target=target, args=args, daemon=True, name=name).start()
 
@@ -58,6 +69,7 @@ def start_background(records: Records, stop: threading.Event) -> DetectorRunner 
     s = records.settings
     _thread("audit-head-signer", sign_heads_loop, records, stop)
     _thread("retention", _retention_loop, records.store, s.span_retention_days, stop)
+    _thread("span-seal", _seal_loop, records.store, stop)
     if s.rca_enabled:  # RCA runs on its own thread, never on the API's or ingest's time
         records.rca.start()
         _thread("rca-stop", _when_stopped, stop, records.rca.stop)

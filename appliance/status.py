@@ -35,6 +35,9 @@ def collect(s: Settings) -> dict[str, Any]:
         "components": (st or {}).get("components", []),
         "endpoints": (st or {}).get("endpoints", state.endpoints(s)),
         "spans_stored": (stats or {}).get("spans"),
+        # the span store's file (+ WAL) over the spans in it: what a span costs on disk
+        "span_store_bytes": (stats or {}).get("db_bytes"),
+        "bytes_per_span": (stats or {}).get("bytes_per_span"),
         "last_ingest": (stats or {}).get("last_ingest"),
         # each notification destination; failing ones show on the Stack page too
         "notifications": ((daemon_stats(s, "/api/v1/notify/health") or {})

@@ -86,8 +86,10 @@ def _storage() -> None:
     c[1].metric("Traces", f"{data['traces']:,}")
     c[2].metric("Ingest (1 min)", f"{data['ingest']['spans_per_s_1m']:.1f} spans/s")
     c[3].metric("Ingest (5 min)", f"{data['ingest']['spans_per_s_5m']:.1f} spans/s")
+    per_span = data.get("bytes_per_span")
     st.caption(f"Last ingest: {data['last_ingest'] or 'never'} · oldest span: "
-               f"{data['oldest_start'] or '—'}")
+               f"{data['oldest_start'] or '—'} · span store on disk: "
+               f"{f'{per_span:,.0f} bytes per span' if per_span else '—'}")
     disk: dict[str, Any] = data["disk_bytes"]
     labels = {"span_store": "Span store (DuckDB file + WAL)", "prometheus": "Prometheus TSDB",
               "victoriametrics": "VictoriaMetrics data", "collector_queue":

@@ -28,20 +28,20 @@ from appliance.store.spans import SpanStore
 class IngestCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.requests = self.spans_received = self.spans_new = self.spans_rejected = 0
+        self.requests = self.spans_received = self.spans_written = self.spans_rejected = 0
         self.last_ingest: datetime | None = None
 
-    def add(self, received: int, new: int, rejected: int) -> None:
+    def add(self, received: int, written: int, rejected: int) -> None:
         with self._lock:
             self.requests += 1
             self.spans_received += received
-            self.spans_new += new
+            self.spans_written += written  # retries included: the store drops them at its seal
             self.spans_rejected += rejected
             self.last_ingest = datetime.now(UTC)
 
     def as_dict(self) -> dict[str, Any]:
         return {"requests": self.requests, "spans_received": self.spans_received,
-                "spans_new": self.spans_new, "spans_rejected": self.spans_rejected}
+                "spans_written": self.spans_written, "spans_rejected": self.spans_rejected}
 
 
 def counters_of(request: Request) -> IngestCounters:
@@ -53,8 +53,8 @@ def _ingest(store: SpanStore, body: bytes, content_type: str | None,
             encoding: str | None, limits: IngestLimits) -> tuple[int, int, int]:
     request = decode_body(body, content_type, encoding, limits)
     batch = to_rows(request, limits, datetime.now(UTC))
-    new = store.insert(batch.rows) if batch.rows else 0
-    return len(batch.rows), new, batch.rejected_spans
+    written = store.insert(batch.rows) if batch.rows else 0  # committed on return
+    return len(batch.rows), written, batch.rejected_spans
 
 
 def _otlp_response(content_type: str, rejected: int) -> Response:
@@ -73,8 +73,8 @@ async def ingest(request: Request) -> Response:
     limits = limits_of(request)
     content_type = request.headers.get("content-type", "")
     body = await read_limited(request, limits.max_body_bytes, errors.PayloadTooLarge)
-    received, new, rejected = await run_in_threadpool(
+    received, written, rejected = await run_in_threadpool(
         _ingest, store_of(request), body, content_type,
         request.headers.get("content-encoding"), limits)
-    counters_of(request).add(received, new, rejected)
+    counters_of(request).add(received, written, rejected)
     return _otlp_response(content_type, rejected)

@@ -55,6 +55,7 @@ def storage_report(store: SpanStore, s: Settings) -> dict[str, Any]:
     stats = store.stats()
     return {
         "spans": stats["span_count"], "traces": stats["trace_count"],
+        "bytes_per_span": stats["bytes_per_span"], "partitions": stats["partitions"],
         "oldest_start": stats["oldest_start"], "newest_start": stats["newest_start"],
         "last_ingest": store.last_ingest(),
         "ingest": ingest_rates(store),

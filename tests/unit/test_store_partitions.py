@@ -24,12 +24,13 @@ import pytest
 
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import SpanRow, to_rows
-from appliance.settings import Price
+from appliance.settings import Price, Settings
 from appliance.store import spans as spans_module
 from appliance.store.callgraph import call_graph
 from appliance.store.costs import CostQuery
 from appliance.store.queries import TimeRange, TraceFilter, facets, search_traces
 from appliance.store.spans import SpanStore
+from appliance.store.storage import storage_report
 from tests.genai_traces import MS, AgentTrace, export
 
 NOW_NS = time.time_ns()
@@ -194,6 +195,19 @@ def test_retention_drops_whole_partitions(make_store: Any) -> None:
     assert store.apply_retention(0) == 2 and store.count() == 0
 
 
+def test_bytes_per_span_in_stats_and_the_storage_report(make_store: Any, tmp_path: Path
+                                                        ) -> None:
+    store = make_store("bytes")
+    assert store.stats()["bytes_per_span"] is None  # empty: no ratio
+    store.insert(ROWS)
+    store.seal()
+    stats = store.stats()
+    assert stats["bytes_per_span"] == pytest.approx(stats["db_bytes"] / len(ROWS), abs=0.1)
+    report = storage_report(store, Settings(data_dir=tmp_path))
+    assert report["bytes_per_span"] == pytest.approx(stats["bytes_per_span"], rel=0.05)
+    assert report["partitions"] == stats["partitions"] >= 1
+
+
 def test_timer_seal_waits_for_its_interval(make_store: Any) -> None:
     store = make_store("timer")
     store.insert(ROWS[:10])
@@ -278,6 +292,7 @@ _CHILD = textwrap.dedent("""
     from pathlib import Path
     from appliance.store import partitions
     from appliance.store.spans import SpanStore
+from appliance.store.storage import storage_report
     from tests.unit.test_store_partitions import ROWS
 
     what = sys.argv[2]
