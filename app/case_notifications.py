@@ -24,7 +24,7 @@ def _when(value: str | None) -> str:
 
 def render(client: CaseworkClient, case: Case) -> None:
     """The "Sent to" panel of the case page."""
-    with panel("Sent to"):
+    with panel("Sent to"), st.container(key="cn_sent_to"):  # key: a handle for tests
         try:
             data: dict[str, Any] = client.get(f"/api/v1/cases/{case.id}/notifications")
         except (BackendDown, Refused) as exc:
@@ -36,12 +36,19 @@ def render(client: CaseworkClient, case: Case) -> None:
             st.caption("Not sent anywhere yet (no destination takes this case's events, or "
                        "none is configured: settings `notify.destinations`).")
             return
-        st.dataframe(pd.DataFrame([{
-            "destination": m["destination"], "event": m["event"], "state": m["state"],
-            "when (UTC)": _when(m["sent_at"] or m["last_try_at"] or m["created_at"]),
-            "tries": m["tries"],
-            "error": (m["last_error"] or "")[:200] if m["state"] != "sent" else ""}
-            for m in reversed(messages)]), hide_index=True)
+        # the panel sits in the narrow column: short columns, errors below the table
+        st.table(pd.DataFrame([{
+            "to": m["destination"], "event": m["event"], "state": m["state"],
+            "at (UTC)": _short(m["sent_at"] or m["last_try_at"] or m["created_at"]),
+            "tries": m["tries"]} for m in reversed(messages)]).set_index("to"))
+        for m in messages:
+            if m["state"] != "sent" and m["last_error"]:
+                st.caption(f"{md(m['destination'], 40)} ({m['state']}, {m['event']}): "
+                           f"{md(m['last_error'], 300)}")
+
+
+def _short(value: str | None) -> str:
+    return pd.Timestamp(value).strftime("%m-%d %H:%M:%S") if value else "—"
 
 
 def _ticket(case_id: str, data: dict[str, Any]) -> None:
@@ -101,11 +108,11 @@ def destinations() -> None:
         failing = [r["destination"] for r in rows if r["failing"]]
         if failing:
             st.warning("Failing: " + ", ".join(failing), icon=":material/warning:")
-        st.dataframe(pd.DataFrame([{
+        st.table(pd.DataFrame([{
             "destination": r["destination"], "state": "FAILING" if r["failing"] else "ok",
             "pending": r["pending"], "dead letters": r["dead"],
             "last sent (UTC)": _when(r["last_sent_at"]), "last error": r["last_error"] or ""}
-            for r in rows]), hide_index=True)
+            for r in rows]).set_index("destination"))
         if any(r["dead"] for r in rows):
             st.button("Retry dead letters", key="cn_retry_all", on_click=_retry_all)
 
