@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parent
 RUNS = [
     ["bench_decode.py"], ["bench_decode.py", "--gzip"], ["bench_store.py"],
     ["stack_bench.py"], ["console_bench.py"], ["cli_startup.py"], ["embed_bench.py"],
+    ["rca_kb_bench.py"],
     ["idle_bench.py"],  # about 8 minutes: 3 x 60 s at rest, 3 x 60 s with a browser
 ]
 
