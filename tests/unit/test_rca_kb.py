@@ -207,6 +207,33 @@ def test_the_workers_callback_learns_and_never_raises(kb: KnowledgeBase,
     learner(lambda: kb)(resolved)  # a closed or broken store: logged, not raised
 
 
+def test_the_daemons_worker_learns_a_case_resolved_and_verified_through_the_store(
+        records: Records, seeded_template: Path) -> None:
+    """The wiring: CaseStore's listener hands a resolve or verify to the RCA worker's
+    thread, which opens the knowledge base in the data folder and learns the case."""
+    shutil.copytree(seeded_template, records.settings.kb_dir)  # seeded: no 30 embeddings
+    worker = records.rca
+    worker.start()
+    try:
+        case = _open(records, "support-rag", RETRIEVAL_DRIFT)
+        records.cases.resolve(case.id, Resolve(root_cause="stale index",
+                                               fix_applied="re-index"), "alice")
+        worker.submit(lambda: None).result(timeout=120)  # the queue is in order: learned
+        kb = worker.kb()
+        assert isinstance(kb, KnowledgeBase) and kb.path == records.settings.kb_dir
+        assert [m.verified for m in kb.similar(case_text(case), None, k=5)
+                if m.source == "case"] == [False]
+        records.cases.verify(case.id, Verify(back_to_baseline=True), "detector:check")
+        worker.submit(lambda: None).result(timeout=60)
+        assert [m.verified for m in kb.similar(case_text(case), None, k=5)
+                if m.source == "case"] == [True]
+    finally:
+        worker.stop()
+        kb = worker.kb()
+        if isinstance(kb, KnowledgeBase):
+            kb.close()
+
+
 # ------------------------------------------------------------------ corrupt folders
 
 def _corrupt_sqlite(folder: Path, how: str) -> None:
