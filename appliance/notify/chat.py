@@ -1,6 +1,7 @@
 """Chat through a Slack-compatible incoming webhook: ``{"text": ...}`` with Markdown,
-the payload Slack, Mattermost and Rocket.Chat incoming webhooks all accept. The URL
-carries the hook's token, so it is as secret as a token (settings file, never logged)."""
+the payload Slack, Mattermost and Rocket.Chat incoming webhooks all accept. The hook's
+URL carries its token: stored with `tracehold notify secret NAME` it stays out of the
+settings (and replaces their ``url``); it is never logged."""
 
 from __future__ import annotations
 
@@ -19,6 +20,6 @@ def payload(message: dict[str, Any]) -> dict[str, Any]:
             "username": "Tracehold"}
 
 
-def send(dest: Destination, message: dict[str, Any], *, timeout: float) -> None:
-    http.post(dest.url, what=f"chat {dest.name}", timeout=timeout, ca_file=dest.ca_file,
+def send(dest: Destination, message: dict[str, Any], *, url: str, timeout: float) -> None:
+    http.post(url, what=f"chat {dest.name}", timeout=timeout, ca_file=dest.ca_file,
               json=payload(message))

@@ -1,8 +1,8 @@
 """Destinations and trackers as configured, their secrets, and the checks `tracehold
 validate` runs on them (without contacting anything).
 
-Secrets (a webhook's signing key, a chat URL's token is in the URL itself, the SMTP
-password, tracker tokens) live in the 0600 secrets file under ``notify``, keyed by the
+Secrets (a webhook's signing key, a chat hook's URL with its token, the SMTP password,
+tracker tokens) live in the 0600 secrets file under ``notify``, keyed by the
 destination's name or ``github``/``jira``; they never enter settings, logs, the outbox
 or an export.
 """
@@ -88,7 +88,8 @@ def _destination_problems(d: Destination, secrets: dict[str, str]) -> list[str]:
             problems.append(f"no SMTP password in the secrets file "
                             f"(`tracehold notify secret {d.name}`)")
     else:
-        problems = [p for p in [_url_problem(d.url, ("http", "https"))] if p]
+        url = secrets.get(d.name, d.url) if d.kind == "chat" else d.url
+        problems = [p for p in [_url_problem(url, ("http", "https"))] if p]
         if d.kind == "webhook" and d.name not in secrets:
             problems.append(f"no signing key in the secrets file "
                             f"(`tracehold notify secret {d.name}`)")
@@ -120,3 +121,24 @@ def check(s: Settings) -> list[Finding]:
         out.append(Finding(f"tracker:{name}", not problems,
                            "; ".join(problems) or f"{t.url} {t.project}"))
     return out
+
+
+def endpoints(s: Settings) -> list[tuple[str, int]]:
+    """Every (host, port) notifications and tickets may contact: the configured ones and
+    nothing else (for a zero-egress check's allow-list). A chat hook whose URL is kept as
+    its secret is listed from the secret."""
+    secrets = secrets_of(s)
+    urls = [secrets.get(d.name, d.url) if d.kind == "chat" else d.url
+            for d in s.notify.destinations]
+    urls += [t.url for t in (s.notify.github, s.notify.jira) if t is not None]
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        default = {"https": 443, "http": 80, "smtps": 465, "smtp": 25}.get(parts.scheme, 0)
+        try:
+            port = parts.port or default
+        except ValueError:
+            continue  # `validate` reports it
+        if parts.hostname:
+            out.append((parts.hostname, port))
+    return sorted(set(out))

@@ -233,6 +233,8 @@ def test_send_test_and_validate(tmp_path: Path,
     assert config.check(s)[0].ok
     send_test(s, "hook")
     assert receiver.accepted[0]["event"] == "test"
+    assert config.endpoints(s) == sorted([("127.0.0.1", server.port), ("relay", 80),
+                                          ("ghe.example", 443)])
     assert KEY not in (tmp_path / "config.toml").read_text(errors="ignore") \
         if (tmp_path / "config.toml").exists() else True
     assert oct((s.secrets_file).stat().st_mode & 0o777) == "0o600"
@@ -299,6 +301,24 @@ def test_kill_9_with_messages_in_the_outbox_loses_none(tmp_path: Path) -> None:
         assert n.worker.run_once() == 5
         assert [m["case_id"] for m in receiver.accepted] == ids
         assert receiver.refused == []
+    finally:
+        server.stop()
+        records.store.close()
+
+
+def test_a_chat_hook_url_kept_as_its_secret_replaces_the_setting(tmp_path: Path) -> None:
+    chat = ChatReceiver()
+    server = HttpStandIn(chat).start()
+    records = open_records(tmp_path, notify=NotifyConfig(destinations=[
+        Destination(name="chat", kind="chat", url="https://chat.example/hooks/see-secrets")]))
+    s = records.settings
+    try:
+        config.set_secret(s, "chat", f"{server.url}/hooks/T0K3N")
+        send_test(s, "chat")
+        assert len(chat.texts) == 1 and "Test message" in chat.texts[0]
+        assert server.requests[0].path == "/hooks/T0K3N"
+        assert config.endpoints(s) == [("127.0.0.1", server.port)]  # the secret's host only
+        assert "T0K3N" not in s.model_dump_json()
     finally:
         server.stop()
         records.store.close()

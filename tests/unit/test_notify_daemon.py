@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,8 @@ daemon = {port}
 enabled = false
 [notify]
 poll_interval_s = 0.2
+backoff_base_s = 0.5
+backoff_max_s = 2
 console_url = "https://tracehold.example:8501"
 [notify.github]
 url = "{servers[2].url}"
@@ -80,29 +83,51 @@ mail_to = ["oncall@example.org"]
             config.set_secret(s, name, value)
         env = {**os.environ, "TRACEHOLD_DATA_DIR": str(tmp_path)}
         env.pop("TRACEHOLD_CONFIG", None)
-        log = (tmp_path / "daemon.log").open("w")
-        daemon = subprocess.Popen([sys.executable, "-m", "appliance.daemon", "--data-dir",
-                                   str(tmp_path)], cwd=ROOT, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
+        daemon = Daemon(tmp_path, port, env)
+        try:
+            daemon.start()
+            yield {"base": daemon.base, "env": env, "hook": hook, "chat": chat, "smtp": smtp,
+                   "github": github, "jira": jira, "dir": tmp_path, "daemon": daemon,
+                   "servers": servers}
+        finally:
+            daemon.stop()
+            for server in servers:
+                server.stop()
+
+
+class Daemon:
+    """``python -m appliance.daemon`` on the test's folder: started, killed, restarted."""
+
+    def __init__(self, folder: Path, port: int, env: dict[str, str]) -> None:
+        self.folder, self.env = folder, env
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with (self.folder / "daemon.log").open("a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "appliance.daemon",
+                                          "--data-dir", str(self.folder)], cwd=ROOT,
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
         def up() -> bool:
-            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
+            assert self.proc is not None and self.proc.poll() is None, \
+                (self.folder / "daemon.log").read_text()
             try:
-                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+                return httpx.get(f"{self.base}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        try:
-            wait_for(up, timeout=120)
-            yield {"base": base, "env": env, "hook": hook, "chat": chat, "smtp": smtp,
-                   "github": github, "jira": jira, "dir": tmp_path}
-        finally:
-            daemon.terminate()
-            daemon.wait(30)
-            log.close()
-            for server in servers:
-                server.stop()
+        wait_for(up, timeout=120)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(30) == -signal.SIGKILL
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
 
 
 def _cli(w: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
@@ -173,3 +198,36 @@ def test_a_case_reaches_people_through_the_daemon(world: dict[str, Any]) -> None
         assert stored["state"] == "failed" and "HTTP 401" in stored["error"]
         timeline = [e["action"] for e in api.get(f"/api/v1/cases/{other}").json()["timeline"]]
         assert "case.ticket.failed" in timeline
+
+
+def test_daemon_kill_9_loses_nothing_and_status_shows_the_failing_destination(
+        world: dict[str, Any]) -> None:
+    w = world
+    chat_server = w["servers"][1]
+    chat_server.stop()  # chat refuses connections from now on
+    with httpx.Client(base_url=w["base"], timeout=30) as api:
+        cid = api.post("/api/v1/cases", json=case_body(service="search")).json()["id"]
+
+        def chat_failing() -> bool:
+            health = api.get("/api/v1/notify/health").json()["destinations"]
+            return any(d["destination"] == "chat" and d["failing"] for d in health)
+
+        wait_for(lambda: "opened" in _events(w, cid) and chat_failing(), timeout=60)
+    # `status --json` with a (pretend) supervisor: the failing destination and its error
+    (w["dir"] / "run").mkdir(exist_ok=True)
+    (w["dir"] / "run" / "state.json").write_text(json.dumps(
+        {"supervisor_pid": os.getpid(), "profile": "full", "components": []}))
+    status = _cli(w, "status", "--json")
+    chat = next(d for d in json.loads(status.stdout)["notifications"]
+                if d["destination"] == "chat")
+    assert chat["failing"] and chat["pending"] == 1 and "ConnectError" in chat["last_error"]
+    text = _cli(w, "status").stdout
+    assert "notify chat" in text and "FAILING" in text
+
+    w["daemon"].kill9()  # with the chat message in the outbox
+    chat_server.start()  # back, on the same port
+    w["daemon"].start()
+    wait_for(lambda: any(cid in t for t in w["chat"].texts), timeout=60)
+    assert sum(cid in t for t in w["chat"].texts) == 1
+    assert _events(w, cid).count("opened") == 1  # the restart sent nothing twice
+    assert w["hook"].refused == []
