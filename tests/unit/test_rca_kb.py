@@ -271,6 +271,25 @@ def test_a_corrupt_folder_is_a_clear_error_and_can_be_rebuilt(
         assert fresh.similar(text, None, k=1)[0].failure_type == "retrieval_drift"
 
 
+def test_a_broken_vector_segment_is_a_clear_error(tmp_path: Path, embedder: Embedder) -> None:
+    """Chroma writes its vector index files once a collection passes 1,000 entries; fill
+    one with random vectors (through the collection: embedding 1,200 texts is slow), then
+    overwrite those files with garbage."""
+    import numpy as np
+
+    path = tmp_path / "kb"
+    with KnowledgeBase.open(path, embedder, seed=False) as kb:
+        vectors = np.random.default_rng(1).random((1200, 384), dtype=np.float32)
+        kb._col.upsert(ids=[f"x{i}" for i in range(1200)], embeddings=vectors,
+                       metadatas=[{"source": "case"}] * 1200)
+    segments = [f for d in path.iterdir() if d.is_dir() for f in d.iterdir()]
+    assert any(f.name == "data_level0.bin" for f in segments)
+    for f in segments:
+        f.write_bytes(os.urandom(64))
+    with pytest.raises(KnowledgeBaseUnavailable, match="cannot be opened"):
+        KnowledgeBase.open(path, embedder, seed=False)
+
+
 def test_a_folder_corrupted_while_open_fails_each_call_clearly(
         tmp_path: Path, seeded_template: Path, embedder: Embedder, records: Records) -> None:
     path = tmp_path / "kb"
