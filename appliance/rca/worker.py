@@ -36,6 +36,9 @@ from appliance.settings import Settings
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.rca")
+# The case actions the knowledge base learns from (``kb.LEARNED_ACTIONS``; kb.py is not
+# imported here: numpy and yaml would load with every ``Records``).
+LEARNED_ACTIONS = frozenset({"case.resolve", "case.verify", "case.status"})
 ACTOR = "rca:worker"
 T = TypeVar("T")
 # A loader answers the part, why it is missing (``Unavailable``), or None: left out.
@@ -114,19 +117,16 @@ class RcaWorker:
             self.request(case.id)
         elif action == "case.evidence":
             self.request_debounced(case.id)
-        elif action in ("case.resolve", "case.verify"):
+        elif action in LEARNED_ACTIONS:
             self.submit(lambda: self.learn(case))
 
     def learn(self, case: Case) -> None:
-        """The knowledge base learns a resolved case. Never raises: a knowledge base that
-        cannot learn must not fail the resolve (it is logged; the case keeps its status)."""
-        kb = self.kb()
-        if kb is None or isinstance(kb, Unavailable):
-            return
-        try:
-            kb.learn(case)
-        except Exception:
-            log.exception("the knowledge base did not learn case %s", case.id)
+        """The knowledge base learns a resolved or verified case, and forgets a reopened
+        one (``kb.learner``: never raises, a knowledge base that cannot learn must not
+        fail the resolve)."""
+        from appliance.rca.kb import learner
+
+        learner(self.kb)(case)
 
     def request_debounced(self, case_id: str) -> None:
         """New evidence: a run ``rca_debounce_s`` from the first evidence not yet run."""
