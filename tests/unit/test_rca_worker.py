@@ -208,3 +208,60 @@ def test_every_run_is_audited_and_exported(records: Records) -> None:
     assert rca["run"]["runs"] == 2 and rca["run"]["details"]["engine"] == "rules"
     assert [r["run"] for r in rca["runs"]] == [1, 2]
     assert all(r["status"] == "no_traces" for r in rca["runs"])
+
+
+class Serving:
+    """The daemon's app over ``records`` on a real port, in a thread."""
+
+    def __init__(self, records: Records) -> None:
+        import uvicorn
+
+        from tests.unit.test_console_pages import free_port
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(records), host="127.0.0.1",
+                                                    port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Serving:
+        self.thread.start()
+        deadline = time.monotonic() + WAIT_S
+        while not self.server.started:  # uvicorn sets it once it listens
+            assert time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(WAIT_S)
+
+
+def test_cases_rca_wait_prints_the_new_run(records: Records, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from appliance.cli.main import build
+
+    runs = Runs(records)
+    w = _worker(records)
+    try:
+        case = _open(records)
+        runs.wait(1)
+        with Serving(dataclasses.replace(records, rca=w)) as served:
+            env = {"TRACEHOLD_DATA_DIR": str(tmp_path),
+                   "TRACEHOLD_PORTS__DAEMON": str(served.port)}
+            queued = CliRunner().invoke(build(), ["cases", "rca", case.id, "--json"], env=env,
+                                        catch_exceptions=False)
+            assert queued.exit_code == 0, queued.output
+            assert json.loads(queued.stdout)["queued"] is True
+            runs.wait(2)
+            waited = CliRunner().invoke(build(), ["cases", "rca", case.id, "--wait"], env=env,
+                                        catch_exceptions=False)
+            assert waited.exit_code == 0, waited.output
+    finally:
+        w.stop()
+    last = runs.wait(3)[-1][0].rca
+    assert last is not None and last.runs == 3
+    lines = waited.stdout.splitlines()
+    assert lines[0].startswith(f"{case.id} RCA run 3 at ")
+    assert "(rules; status no_traces)" in lines[0]
+    assert any(line.strip().startswith("root cause:") for line in lines)
