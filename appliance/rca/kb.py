@@ -9,6 +9,8 @@ One persistent Chroma collection in ``<data_dir>/kb/`` holds two sources of entr
 * **resolved cases** (``learn``): the case's text (``case_text``), its root cause, the
   fix applied and whether a verification check confirmed it. Learning again when the
   case is verified updates the entry; a case reopened by a failed check is forgotten.
+  Seeding never drops them; ones another embedder made are embedded again from their
+  stored text, so they stay comparable.
 
 Vectors are always ours (``appliance.rca.embed``): the collection has no embedding
 function, so Chroma never loads or downloads one, and its telemetry is off.
@@ -108,6 +110,7 @@ class SeedReport:
     updated: int
     removed: int
     unchanged: int
+    cases_reembedded: int = 0
 
 
 def load_playbooks(folder: Path | None = None) -> list[Playbook]:
@@ -189,7 +192,7 @@ class KnowledgeBase:
             try:
                 collection = client.get_or_create_collection(
                     COLLECTION, embedding_function=None,
-                    metadata={"hnsw:space": "cosine", "embedder": embedder.model_id})
+                    metadata={"hnsw:space": "cosine"})
                 collection.count()  # reads the segments: a broken one fails here, not later
             except BaseException:
                 client.close()
@@ -242,8 +245,30 @@ class KnowledgeBase:
                                  metadatas=metas, documents=texts)
             if gone:
                 self._col.delete(ids=gone)
+            reembedded = self._reembed_cases()
         added = sum(1 for i in ids if i not in have)
-        return SeedReport(added, len(ids) - added, len(gone), len(books) - len(ids))
+        return SeedReport(added, len(ids) - added, len(gone), len(books) - len(ids),
+                          reembedded)
+
+    def _reembed_cases(self) -> int:
+        """Learned cases whose vectors another embedder or text format made (their hash
+        no longer matches): embedded again from their stored text, so they stay
+        comparable. Nothing to do in the usual case."""
+        stored = self._col.get(where={"source": "case"}, include=["metadatas", "documents"])
+        stale = []
+        for key, meta, text in zip(stored["ids"], stored["metadatas"] or [],
+                                   stored["documents"] or [], strict=False):
+            fields = {k: v for k, v in (meta or {}).items() if k != "sha"}
+            if text and (meta or {}).get("sha") != _entry_hash(text, fields,
+                                                               self.embedder.model_id):
+                stale.append((key, {**fields, "sha": _entry_hash(
+                    text, fields, self.embedder.model_id)}, text))
+        if stale:
+            self._col.upsert(ids=[k for k, _, _ in stale],
+                             embeddings=self.embedder.embed([t for _, _, t in stale]),
+                             metadatas=[m for _, m, _ in stale],
+                             documents=[t for _, _, t in stale])
+        return len(stale)
 
     # ---------------------------------------------------------------- learning
 
@@ -265,7 +290,7 @@ class KnowledgeBase:
                     "blames": "", "root_cause": res.root_cause or "",
                     "fix": res.fix_applied or "", "verify": _verify_text(case),
                     "verified": case.status == "verified",
-                    "resolved_at": res.resolved_at or "", "sha": ""}
+                    "resolved_at": res.resolved_at or ""}
             meta["sha"] = _entry_hash(text, meta, self.embedder.model_id)
             self._col.upsert(ids=[key], embeddings=self.embedder.embed([text]),
                              metadatas=[meta], documents=[text])
@@ -343,12 +368,12 @@ def _drop_failed_system(path: Path) -> None:
     from chromadb.api.shared_system_client import SharedSystemClient
 
     key = str(path)
-    with SharedSystemClient._refcount_lock:
-        if key in SharedSystemClient._identifier_to_refcount:
-            return
-        system = SharedSystemClient._identifier_to_system.pop(key, None)
-    if system is not None:
-        with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # Chroma's internals: never mask the real error
+        with SharedSystemClient._refcount_lock:
+            if key in SharedSystemClient._identifier_to_refcount:
+                return
+            system = SharedSystemClient._identifier_to_system.pop(key, None)
+        if system is not None:
             system.stop()
 
 

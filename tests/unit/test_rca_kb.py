@@ -97,6 +97,32 @@ def test_seeding_twice_is_idempotent(kb: KnowledgeBase, embedder: Embedder) -> N
         assert again.count() == shipped
 
 
+class _Renamed:
+    """The real embedder under another model id: what an embedder upgrade looks like to
+    the knowledge base's hashes."""
+
+    model_id = "another-embedder"
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        return self.inner.embed(texts)
+
+
+def test_learned_cases_survive_seeding_and_follow_an_embedder_upgrade(
+        kb: KnowledgeBase, records: Records, embedder: Embedder) -> None:
+    case = _open(records, "support-rag", RETRIEVAL_DRIFT)
+    kb.learn(records.cases.resolve(case.id, Resolve(root_cause="stale index",
+                                                    fix_applied="re-index"), "alice"))
+    assert kb.seed().cases_reembedded == 0 and kb.count("case") == 1
+    kb.close()
+    with KnowledgeBase.open(kb.path, _Renamed(embedder), seed=False) as upgraded:
+        report = upgraded.seed()
+        assert report.updated == len(load_playbooks()) and report.cases_reembedded == 1
+        assert upgraded.seed().cases_reembedded == 0 and upgraded.count("case") == 1
+
+
 def test_upgrade_updates_changed_adds_new_and_drops_removed_playbooks(
         kb: KnowledgeBase, tmp_path: Path) -> None:
     shipped = tmp_path / "playbooks"
