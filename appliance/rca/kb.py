@@ -207,9 +207,12 @@ class KnowledgeBase:
         return kb
 
     def close(self) -> None:
-        """Release Chroma's hold on the folder (safe to repeat)."""
-        with contextlib.suppress(Exception):
-            self._client.close()
+        """Release Chroma's hold on the folder (safe to repeat; another handle on the
+        same folder keeps working)."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     def __enter__(self) -> KnowledgeBase:
         return self

@@ -97,6 +97,14 @@ def test_seeding_twice_is_idempotent(kb: KnowledgeBase, embedder: Embedder) -> N
         assert again.count() == shipped
 
 
+def test_closing_twice_leaves_another_handle_on_the_folder_working(
+        kb: KnowledgeBase, embedder: Embedder) -> None:
+    with KnowledgeBase.open(kb.path, embedder, seed=False) as other:
+        kb.close()
+        kb.close()
+        assert other.count() == len(load_playbooks())
+
+
 class _Renamed:
     """The real embedder under another model id: what an embedder upgrade looks like to
     the knowledge base's hashes."""
