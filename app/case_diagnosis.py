@@ -26,6 +26,7 @@ POLL_S = 4
 AWAIT_FIRST_RUN = timedelta(minutes=10)  # a case this new gets its first run by itself
 AWAIT_RERUN_S = 600
 MAX_TRACE_LINKS = 12
+SHOWN_FIXES = 2  # the best ones; the rest fold away
 
 
 def render(case: Case) -> None:
@@ -66,18 +67,20 @@ def _live(case_id: str) -> None:
 
 
 def _draw(case: Case) -> None:
-    case_actions.show_outcome(case.id, "dx_outcome")
     if not diagnosis.has_diagnosis(case):
         st.info("No root-cause analysis has run for this case yet.")
+        case_actions.show_outcome(case.id, "dx_outcome")
         _run_button(case, "Run now")
         return
     _verdict(case)
+    _explanation(case)
+    _hypotheses(case)
     with st.expander("Evidence", expanded=True):
         _evidence(case)
-    _hypotheses(case)
     _similar(case)
     _fixes(case)
-    _explanation(case)
+    # the outcome of "Resolve with this fix" or "Run again", beside those buttons
+    case_actions.show_outcome(case.id, "dx_outcome")
     _run_button(case, "Run again")
 
 
@@ -117,8 +120,14 @@ def _evidence(case: Case) -> None:
                "cohorts, change events, providers, trace shapes. 'cited' marks the facts a "
                "hypothesis rests on.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"dx_facts_{case.id}",
-                 column_config={"what": st.column_config.TextColumn(width="large"),
-                                "more": st.column_config.TextColumn(width="medium")})
+                 column_order=["id", "cited", "kind", "what", "value", "baseline", "more",
+                               "traces"],
+                 column_config={"id": st.column_config.TextColumn(width=48),
+                                "cited": st.column_config.TextColumn(width=48),
+                                "what": st.column_config.TextColumn(width="large"),
+                                "value": st.column_config.TextColumn(width=110),
+                                "baseline": st.column_config.TextColumn(width=110),
+                                "more": st.column_config.TextColumn(width="large")})
     linked = diagnosis.trace_links(case)
     if linked:
         st.caption("Traces behind the evidence (cited facts first); each opens in the Traces "
@@ -136,7 +145,10 @@ def _hypotheses(case: Case) -> None:
         st.caption("None: the evidence pointed at nothing in particular.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"dx_hyp_{case.id}",
-                 column_config={"cause": st.column_config.TextColumn(width="large")})
+                 column_order=["rank", "score", "blames", "evidence", "cause"],
+                 column_config={"rank": st.column_config.TextColumn(width=48),
+                                "score": st.column_config.TextColumn(width=56),
+                                "cause": st.column_config.TextColumn(width="large")})
 
 
 def _similar(case: Case) -> None:
@@ -147,7 +159,12 @@ def _similar(case: Case) -> None:
         return
     st.caption("Nearest first; distance is the cosine distance between the two cases' "
                "signatures (0 is identical).")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"dx_similar_{case.id}")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"dx_similar_{case.id}",
+                 column_order=["distance", "id", "source", "type", "verified", "root cause",
+                               "fix"],
+                 column_config={"distance": st.column_config.TextColumn(width=72),
+                                "root cause": st.column_config.TextColumn(width="large"),
+                                "fix": st.column_config.TextColumn(width="large")})
 
 
 def _fixes(case: Case) -> None:
@@ -159,7 +176,9 @@ def _fixes(case: Case) -> None:
     root = diagnosis.resolution_root_cause(case)
     resolvable = case.status in ACTIVE and root is not None
     for i, fix in enumerate(fixes):
-        with st.container(border=True):
+        if i == SHOWN_FIXES:
+            more = st.expander(f"{len(fixes) - SHOWN_FIXES} more suggested fixes")
+        with more if i >= SHOWN_FIXES else st.container(), st.container(border=True):
             st.markdown(f"**{i + 1}. {md(fix.title, 300)}**")
             if diagnosis.shows_detail(fix):
                 st.markdown("\n\n".join(md(line, 1000) for line in fix.detail.splitlines()

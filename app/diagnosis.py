@@ -229,7 +229,8 @@ def similar(case: Case) -> list[dict[str, str]]:
     items = [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
     rows = []
     for s in sorted(items, key=lambda s: _distance(s.get("distance"))):
-        verified = s.get("verified")
+        # only a resolved case can have had its fix verified; a playbook never is
+        verified = s.get("verified") if s.get("source") == "case" else None
         rows.append({"id": str(s.get("id", "")), "source": str(s.get("source", "")),
                      "type": str(s.get("failure_type", "")),
                      "distance": _num(s.get("distance")),

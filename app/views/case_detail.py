@@ -39,6 +39,9 @@ def render(case_id: str) -> None:
     m[1].metric("Assignee", case.assignee or "nobody")
     m[2].metric("Occurrences", case.occurrences)
     m[3].metric("Linked traces", case.trace_ids_total)
+    # the answer first, full width: its tables need the room
+    with panel("Diagnosis (root-cause analysis)"):
+        case_diagnosis.render(case)
     left, right = st.columns([2, 1], gap="medium")
     with left:
         with panel(f"Detected: {case.failure_type}"):
@@ -47,8 +50,6 @@ def render(case_id: str) -> None:
             _windows(client, case)
         with panel("Linked traces"):
             _traces(case)
-        with panel("Diagnosis (root-cause analysis)"):
-            case_diagnosis.render(case)
         with panel("Timeline (audit entries of this case)"):
             _timeline(case)
         with panel("Notes"):

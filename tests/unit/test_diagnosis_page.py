@@ -136,7 +136,7 @@ def test_pipeline_additions_and_degraded_status(incident: Incident) -> None:
     case = _case(incident, "tables", _pipeline(incident.rules))
     similar = diagnosis.similar(case)
     assert [s["distance"] for s in similar] == ["0.12", "0.31"]  # nearest first
-    assert similar[0]["verified"] == "yes" and similar[1]["verified"] == "no"
+    assert similar[0]["verified"] == "" and similar[1]["verified"] == "no"  # playbook, case
     ex = diagnosis.explanation(case)
     assert ex is not None and ex.by == "model" and ex.model == "smollm2-135m-instruct"
     assert ex.sha256 == "ab12" * 16
