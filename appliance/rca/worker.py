@@ -15,6 +15,7 @@ through the daemon, a resolved case the knowledge base learns.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +41,10 @@ log = logging.getLogger("tracehold.rca")
 # imported here: numpy and yaml would load with every ``Records``).
 LEARNED_ACTIONS = frozenset({"case.resolve", "case.verify", "case.status"})
 ACTOR = "rca:worker"
+# The worker thread's nice value above the process's: on Linux nice is per thread and the
+# threads llama.cpp and onnxruntime start from it inherit it, so on a busy machine the
+# API and ingest get the CPU first (bench/rca_worker_bench.py).
+NICE = 10
 T = TypeVar("T")
 # A loader answers the part, why it is missing (``Unavailable``), or None: left out.
 ModelLoader = Callable[[Settings], "ModelLike | Unavailable | None"]
@@ -203,6 +208,7 @@ class RcaWorker:
         return None, None
 
     def _loop(self) -> None:
+        _lower_priority()
         while True:
             case_id, job = self._next()
             if job is not None:
@@ -242,3 +248,13 @@ class RcaWorker:
     def diagnose(self, case_id: str) -> Rca:
         # The model's own timeout setting applies (LocalModel.load read it).
         return diagnose_case(self.sources, case_id, self.kb(), self.model())
+
+
+def _lower_priority() -> None:
+    """Give the calling thread (the worker's) ``NICE`` more; where threads cannot have
+    their own (not Linux), nothing changes."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + NICE)
+    except (OSError, AttributeError):  # no per-thread priority here: run as we are
+        log.info("the RCA worker runs at the process's priority")

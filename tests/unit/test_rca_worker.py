@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import os
 import threading
 import time
 import zipfile
@@ -23,7 +24,7 @@ from appliance.api.app import create_app
 from appliance.cases.model import Case, CaseOpen
 from appliance.export import bundle
 from appliance.rca.pipeline import Unavailable
-from appliance.rca.worker import ACTOR, RcaSources, RcaWorker
+from appliance.rca.worker import ACTOR, NICE, RcaSources, RcaWorker
 from appliance.records import Records
 from appliance.settings import Settings
 from tests.casework import case_body, open_records
@@ -42,6 +43,7 @@ class Runs:
 
     def __init__(self, records: Records) -> None:
         self.seen: list[tuple[Case, str]] = []
+        self.nice: list[int] = []
         self.cv = threading.Condition()
         records.cases.on_action(self._on)
 
@@ -49,6 +51,7 @@ class Runs:
         if action == "rca.run":
             with self.cv:
                 self.seen.append((case, threading.current_thread().name))
+                self.nice.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
                 self.cv.notify_all()
 
     def wait(self, n: int) -> list[tuple[Case, str]]:
@@ -93,6 +96,9 @@ def test_a_case_that_opens_is_diagnosed_on_the_worker_thread(records: Records) -
         case = _open(records)
         (stored, thread), = runs.wait(1)
         assert thread == "rca-worker" and stored.id == case.id
+        # the worker yields the CPU to the API and ingest (nice is per thread on Linux)
+        ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        assert runs.nice == [min(ours + NICE, 19)]
         assert stored.rca is not None and stored.rca.runs == 1 and stored.rca.ran_by == ACTOR
         assert stored.rca.details["engine"] == "rules"
         # a service that sent nothing: the rules' answer, with the status saying why
