@@ -17,6 +17,7 @@ until it is delivered or becomes a dead letter.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,9 @@ class Outbox:
     def __init__(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
         self.db = db
         self.clock = clock or _now
+        # set by every change made outside the worker's own sends (new messages, a retry):
+        # the worker then asks the table again instead of trusting its cached next time
+        self.changed = threading.Event()
         with db.transaction() as con:
             migrate(con, "notify", MIGRATIONS)
 
@@ -85,6 +89,8 @@ class Outbox:
                             [i, m.destination, m.event, m.case_id, m.audit_seq,
                              json.dumps(m.payload), now, now])
             con.execute("INSERT OR REPLACE INTO notify_cursor VALUES (?, ?)", [_CURSOR, cursor])
+        if messages:
+            self.changed.set()
 
     # ---------------------------------------------------------------- delivery
 
@@ -138,6 +144,7 @@ class Outbox:
                      params[1:])[0]["n"]
             con.execute("UPDATE notify_outbox SET state = 'pending', tries = 0, next_at = ? "
                         f"WHERE {where}", params)
+        self.changed.set()
         return int(n)
 
     # ---------------------------------------------------------------- reads

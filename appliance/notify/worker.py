@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from appliance.audit.log import AuditLog
@@ -39,25 +40,32 @@ class NotifyWorker:
         self.settings, self.audit, self.cases = settings, audit, cases
         self.outbox, self.tickets = outbox, tickets
         self.wall = wall  # the webhook timestamp: real time even when the outbox clock is not
+        # cached so that a round at rest costs one indexed read (the audit log's last seq)
+        self._cursor: int | None = None
+        self._next_due: datetime | None = None
+        self._due_known = False
 
     # ---------------------------------------------------------------- audit -> outbox
 
     def enqueue_new(self) -> int:
         """Messages for the audit entries after the cursor; how many were stored."""
-        cursor = self.outbox.cursor()
-        if cursor is None:
-            last = self.audit.db.read("SELECT max(seq) AS seq FROM audit_log")[0]["seq"]
-            self.outbox.add([], int(last or 0))
+        last = int(self.audit.db.read("SELECT max(seq) AS seq FROM audit_log")[0]["seq"] or 0)
+        if self._cursor is None:
+            self._cursor = self.outbox.cursor()
+        if self._cursor is None:  # the very first start
+            self.outbox.add([], last)
+            self._cursor = last
             return 0
         stored = 0
-        while True:
-            entries = self.audit.entries(after_seq=cursor, limit=PAGE)
+        while self._cursor < last:
+            entries = self.audit.entries(after_seq=self._cursor, limit=PAGE)
             if not entries:
-                return stored
+                break
             messages = [m for e in entries for m in self._messages(e)]
-            cursor = entries[-1]["seq"]
-            self.outbox.add(messages, cursor)
+            self.outbox.add(messages, entries[-1]["seq"])
+            self._cursor = entries[-1]["seq"]
             stored += len(messages)
+        return stored
 
     def _messages(self, entry: dict[str, Any]) -> list[NewMessage]:
         event = event_of(entry)
@@ -79,10 +87,17 @@ class NotifyWorker:
 
     def deliver_due(self) -> int:
         """Send due messages until none is due now; how many were sent."""
+        if self.outbox.changed.is_set() or not self._due_known:
+            self.outbox.changed.clear()
+            self._next_due, self._due_known = self.outbox.next_due(), True
+        if self._next_due is None or self._next_due > self.outbox.clock():
+            return 0  # nothing pending, or not yet time: no query
         sent = 0
         while due := self.outbox.due():
             for row in due:
                 sent += self._deliver(row)
+        self.outbox.changed.clear()  # our own sends; the next time is read fresh below
+        self._next_due = self.outbox.next_due()
         return sent
 
     def _deliver(self, row: dict[str, Any]) -> bool:
