@@ -20,6 +20,12 @@
     │                                                         the request id)
     ├── KnowledgeBaseUnavailable knowledge_base_unavailable 503  the RCA knowledge base folder
     │                                                         is corrupt or unreadable
+    ├── ModelError               model_error             500  the local RCA model failed
+    │   ├── ModelUnavailable     model_unavailable       503  GGUF missing, corrupt, sha256
+    │   │                                                     mismatch, or llama.cpp can't load it
+    │   ├── ModelAnswerInvalid   model_answer_invalid    502  invalid JSON, off-schema, or invented
+    │   │                                                     ids or numbers in its explanation
+    │   └── ModelTimeout         model_timeout           504  no answer within the time allowed
     ├── DeliveryError            delivery_failed         502  a webhook, mail relay or tracker
     │                                                         refused or did not answer
     ├── BundleCorrupt            bundle_corrupt          400  an air-gap bundle fails its checksums
@@ -149,6 +155,33 @@ class InternalError(TraceholdError):
     """Something failed that we did not expect; the daemon logged it with the request id."""
 
     status, title, type = 500, "Internal error", "internal_error"
+
+
+class ModelError(TraceholdError):
+    """The local RCA model (appliance/rca/model.py) gave no usable answer; the RCA falls
+    back to the rules-only answer."""
+
+    status, title, type = 500, "Model error", "model_error"
+
+
+class ModelUnavailable(ModelError):
+    """The GGUF is missing, corrupt or not the file the manifest names (sha256), or
+    llama.cpp cannot load it; the message says which file and what to do."""
+
+    status, title, type = 503, "Model unavailable", "model_unavailable"
+
+
+class ModelAnswerInvalid(ModelError):
+    """The model's output is not valid JSON, breaks the case's schema, or its explanation
+    names an id or number that is not in the evidence table."""
+
+    status, title, type = 502, "Model answer invalid", "model_answer_invalid"
+
+
+class ModelTimeout(ModelError):
+    """The model did not finish its answer within the time allowed."""
+
+    status, title, type = 504, "Model timeout", "model_timeout"
 
 
 class KnowledgeBaseUnavailable(TraceholdError):

@@ -342,6 +342,31 @@ class Settings(BaseSettings):
     console_refresh_s: int = Field(
         30, ge=5, description="Console: how often the Overview auto-refreshes, seconds"
     )
+    rca_model_name: str = Field(
+        "smollm2-135m-instruct",
+        description="RCA local model: a name from models/manifest.toml (smollm2-135m-instruct, "
+                    "gemma-3-270m), or the path of your own GGUF file (a relative path is "
+                    "looked up in <data_dir>/models, then the checkout's models/)",
+    )
+    rca_model_ctx: int = Field(
+        2048, ge=512, le=131072,
+        description="RCA local model: context size in tokens (at most the model's own)",
+    )
+    rca_model_threads: int = Field(
+        1, ge=1, le=256,
+        description="RCA local model: CPU threads llama.cpp uses. 1 by default: llama.cpp's "
+                    "threads wait on each other by spinning, so 2 threads on 2 busy cores "
+                    "answered 16x slower than 1 (bench/results/rca-model.json)",
+    )
+    rca_model_gpu_layers: int = Field(
+        0, ge=-1, description="RCA local model: layers offloaded to a GPU (-1: all, 0: CPU only)"
+    )
+    rca_model_timeout_s: float = Field(
+        20.0, gt=0, description="RCA local model: longest one answer may take, seconds"
+    )
+    rca_model_max_tokens: int = Field(
+        256, ge=32, le=4096, description="RCA local model: most tokens one answer may have"
+    )
     notify: NotifyConfig = Field(default_factory=NotifyConfig,
                                  description="Notifications and tickets (see below)")
 
