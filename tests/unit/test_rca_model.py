@@ -186,6 +186,17 @@ def test_a_file_llama_cpp_refuses_is_refused_in_a_child_first(tmp_path: Path) ->
         LocalModel.load(_settings(tmp_path, str(odd)))
 
 
+def test_an_installed_appliance_names_its_gguf_by_path_without_a_manifest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The air-gap install has no checkout (so no models/manifest.toml) and writes the
+    GGUF's path into rca_model_name."""
+    path = _default_file(tmp_path)
+    monkeypatch.setattr(model, "checkout_root", lambda: None)
+    assert locate(_settings(tmp_path, str(path))) == (path, None, "file")
+    with pytest.raises(ModelUnavailable, match="not shipped with an installed wheel"):
+        locate(_settings(tmp_path, DEFAULT))
+
+
 def test_the_manifest_names_each_model_once_with_its_sha256() -> None:
     models = known_models()
     assert set(models) == {"smollm2-135m-instruct", "gemma-3-270m"}
