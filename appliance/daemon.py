@@ -23,8 +23,11 @@ import uvicorn
 from appliance.api.app import create_app
 from appliance.cases.detected import case_opener
 from appliance.detect.runner import DetectorRunner
+from appliance.errors import TraceholdError
+from appliance.evals.worker import EvalWorker
 from appliance.ingest.limits import IngestLimits
 from appliance.notify.service import Notifications
+from appliance.rca.embed import Embedder
 from appliance.records import Records, sign_heads_loop
 from appliance.settings import Settings, resolve
 from appliance.store.spans import SpanStore
@@ -60,6 +63,20 @@ def _seal_loop(store: SpanStore, stop: threading.Event) -> None:
             log.exception("span store seal failed")
 
 
+def _evals_loop(records: Records, stop: threading.Event) -> None:
+    """The built-in evaluators until ``stop``; the embedder loads here (~0.6 s), not on
+    the way to serving. It runs on the worker's own thread (threads=1), so the worker's
+    CPU budget measures what it costs."""
+    try:
+        worker = EvalWorker(records.store, Embedder(threads=1), records.settings)
+    except TraceholdError as exc:  # e.g. the embedder's wheel is missing: scores stay off
+        log.warning("built-in evaluators are off: %s", exc.message)
+        return
+    worker.start()
+    stop.wait()
+    worker.stop()
+
+
 def _thread(name: str, target: Callable[..., object], *args: object) -> None:
     threading.Thread(target=target, args=args, daemon=True, name=name).start()
 
@@ -73,6 +90,8 @@ def start_background(records: Records, stop: threading.Event) -> DetectorRunner 
     if s.rca_enabled:  # RCA runs on its own thread, never on the API's or ingest's time
         records.rca.start()
         _thread("rca-stop", _when_stopped, stop, records.rca.stop)
+    if s.evals_enabled:
+        _thread("evaluators", _evals_loop, records, stop)
     if not s.detect.enabled:
         return None
     runner = DetectorRunner(records.store, s.detect,

@@ -21,6 +21,7 @@ from appliance.audit.signing import Signer
 from appliance.cases.store import CaseStore
 from appliance.changes.infer import ChangeInference
 from appliance.changes.store import ChangeStore
+from appliance.evals.store import ensure as ensure_evaluations
 from appliance.rca.worker import RcaSources, RcaWorker
 from appliance.settings import Settings
 from appliance.store.spans import SpanStore
@@ -53,6 +54,7 @@ class Records:
             audit.append(SYSTEM, "audit.key.create", f"key:{signer.key_id}",
                          {"key_id": signer.key_id,
                           "public_key": str(settings.audit_public_key_file)})
+        ensure_evaluations(store.db)  # detectors and RCA read the built-in scores' table
         changes = ChangeStore(store.db, audit)
         cases = CaseStore(store.db, audit, note_max_bytes=settings.case_note_max_kib * 1024,
                           max_trace_ids=settings.case_max_trace_ids,

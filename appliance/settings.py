@@ -201,6 +201,11 @@ class NotifyConfig(BaseModel):
     timeout_s: float = Field(10.0, gt=0, description="One delivery attempt's timeout")
 
 
+# The built-in evaluators (appliance/evals/evaluators.py), by the score name each writes.
+EVALUATORS: tuple[str, ...] = ("groundedness", "relevance", "retrieval_relevance", "coherence",
+                               "repetition", "refusal", "format_validity")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRACEHOLD_", env_nested_delimiter="__", extra="forbid"
@@ -287,6 +292,19 @@ class Settings(BaseSettings):
     )
     detect: DetectConfig = Field(default_factory=DetectConfig,
                                  description="Detector thresholds (see below)")
+    evals_enabled: bool = Field(
+        True, description="Score stored model calls with the built-in evaluators where the "
+                           "app sent no score of the same name (appliance/evals/)")
+    evals_evaluators: list[str] = Field(
+        list(EVALUATORS), description="Which built-in evaluators run: " + ", ".join(EVALUATORS))
+    evals_sample_rate: float = Field(
+        0.5, gt=0, le=1, description="Share of model calls the daemon scores (a hash of the "
+                                     "span id, so a re-run picks the same ones)")
+    evals_cpu_budget: float = Field(
+        0.25, gt=0, le=1, description="Share of one core the evaluator worker may use; sampled "
+                                      "calls beyond it are left unscored")
+    evals_interval_s: float = Field(5.0, ge=1, le=300,
+                                    description="How often the evaluator worker looks for calls")
     restart_unhealthy_after_s: float = Field(
         60.0, ge=0,
         description="Kill and restart a component whose health check fails this long (0: never)",
@@ -369,6 +387,14 @@ class Settings(BaseSettings):
     )
     notify: NotifyConfig = Field(default_factory=NotifyConfig,
                                  description="Notifications and tickets (see below)")
+
+    @field_validator("evals_evaluators")
+    @classmethod
+    def _known_evaluators(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(EVALUATORS))
+        if unknown:
+            raise ValueError(f"unknown evaluators {unknown}; known: {', '.join(EVALUATORS)}")
+        return names
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
-from appliance.api import audit, cases, changes, console, ingest, notify, report, spans
+from appliance.api import audit, cases, changes, console, evals, ingest, notify, report, spans
 from appliance.domain.change_kinds import kinds_text
 
 
@@ -56,6 +56,10 @@ ROUTES: tuple[Route, ...] = (
           "changes", status=201),
     Route("GET", "/api/v1/changes", changes.list_changes,
           "Change events, newest first; since/until are ISO 8601", "changes"),
+    # built-in evaluations
+    Route("POST", "/api/v1/evals/run", evals.run,
+          "Score the model calls of a stored window [from, to) (ISO 8601) with the built-in "
+          "evaluators", "evals"),
     # cases
     Route("POST", "/api/v1/cases", cases.open_case,
           "Open a case (detector or person); joins an open case with the same signature "

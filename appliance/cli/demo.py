@@ -27,6 +27,9 @@ def demo(
              "(default: the scenario's own)", show_default=False)] = None,
     daily_shape: Annotated[bool, typer.Option(
         "--daily-shape", help="Shape the rate over the day (peak 14:00 UTC)")] = False,
+    no_app_scores: Annotated[bool, typer.Option(
+        "--no-app-scores", help="The apps send no evaluation or retrieval scores of their own: "
+                                "the built-in evaluators carry detection alone")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """Send demo GenAI traffic (RAG, agents, chat) through the appliance; Ctrl-C stops it.
@@ -38,7 +41,7 @@ def demo(
     from appliance.stack import state
 
     opts = Options(rate=rate, duration=duration, seed=seed, scenario=scenario, at=at,
-                   service=service, daily_shape=daily_shape)
+                   service=service, daily_shape=daily_shape, app_scores=not no_app_scores)
     opts.check()
     s = settings(data_dir)
     if state.read(s.state_file) is None:

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "cases": ("cases", "app", True),
     "change": ("changes", "app", True),
     "audit": ("audit", "app", True),
+    "evals": ("evals", "app", True),
     "notify": ("notify", "app", True),
     "investigate": ("investigate", "investigate", False),
     "report": ("report", "report_cmd", False),

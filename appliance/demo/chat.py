@@ -77,11 +77,13 @@ class ChatApp:
                 root.fail(result.error or "unknown")
                 return
             decay = cond.coherence_decay_per_turn * conv.turn
-            calls.evaluate(result.span, {
+            scores = {  # drawn either way: the flag leaves the rest of the traffic as it was
                 "coherence": rng.gauss(0.9, 0.03) - decay,
                 "relevance": rng.gauss(0.87, 0.04) - 0.9 * decay - (0.7 if refused else 0.0),
                 "repetition": rng.gauss(0.06, 0.02) + cond.repetition_rise_per_turn * conv.turn,
-            }, result.span.attributes["gen_ai.response.id"])
+            }
+            if cond.app_scores:
+                calls.evaluate(result.span, scores, result.span.attributes["gen_ai.response.id"])
             if not refused and not prompting.parse_answer(tb, rng, TEMPLATE_ID,
                                                           cond.template_version, malformed):
                 root.set(http__response__status_code=502)

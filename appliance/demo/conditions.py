@@ -34,3 +34,6 @@ class Conditions:
     provider_failure_rate: float = 0.0
     latency_factor: float = 1.0
     output_factor: float = 1.0
+    # Off (`--no-app-scores`): the apps send no evaluation scores and their retrievals no
+    # similarity scores, so the built-in evaluators (appliance/evals/) carry detection alone.
+    app_scores: bool = True

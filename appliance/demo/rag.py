@@ -8,6 +8,7 @@ import json
 import random
 
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 
 from appliance.demo import calls, catalog, corpus, prompting
 from appliance.demo.conditions import Conditions
@@ -74,18 +75,23 @@ class RagApp:
         for i, score in enumerate(scores):
             # A mismatched index returns chunks of other documents.
             source = rng.choice(others) if mismatch else topic
-            docs.append({"id": f"doc-{corpus.TOPICS.index(source)}#{i}", "score": score,
-                         "text": source.chunks[i % len(source.chunks)]})
-        with tb.span(f"retrieval {DATA_SOURCE}", attributes={
+            doc: dict[str, object] = {"id": f"doc-{corpus.TOPICS.index(source)}#{i}",
+                                      "text": source.chunks[i % len(source.chunks)]}
+            if cond.app_scores:
+                doc["score"] = score
+            docs.append(doc)
+        attributes: dict[str, AttributeValue] = {
             "gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": DATA_SOURCE,
             "tracehold.index.version": cond.index_version,
             "tracehold.index.embedding_model": cond.index_embedding_model,
             "tracehold.embedding.model": catalog.EMBEDDING_MODEL,
             "tracehold.retrieval.top_k": cond.top_k,
             "tracehold.retrieval.chunk_size": cond.chunk_tokens,
-            "tracehold.retrieval.scores": scores,
             "tracehold.retrieval.documents": json.dumps(docs),
-        }):
+        }
+        if cond.app_scores:
+            attributes["tracehold.retrieval.scores"] = scores
+        with tb.span(f"retrieval {DATA_SOURCE}", attributes=attributes):
             tb.elapse(rng.uniform(0.015, 0.05) + 0.002 * cond.top_k)
         return scores, chunk_tokens
 
@@ -126,13 +132,15 @@ class RagApp:
         # Poor retrieval leaves less to ground the answer on.
         starved = max(0.0, 0.7 - retrieval) * 0.5
         penalty = (0.3 if quantized else 0.0) + 0.15 * hot
-        calls.evaluate(span, {
+        drawn = {  # either way: the flag leaves the rest of the traffic as it was
             "groundedness": rng.gauss(0.89, 0.04) - penalty - starved,
             "faithfulness": rng.gauss(0.87, 0.04) - penalty * 0.9 - starved,
             "relevance": rng.gauss(0.86, 0.05) - (0.7 if refused else 0.0),
             "coherence": rng.gauss(0.9, 0.03),
             "retrieval_relevance": retrieval,
-        }, span.attributes["gen_ai.response.id"])
+        }
+        if cond.app_scores:
+            calls.evaluate(span, drawn, span.attributes["gen_ai.response.id"])
 
 
 def _failed(root: SpanPlan, error: str, status: int = 503) -> None:

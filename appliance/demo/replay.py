@@ -75,7 +75,7 @@ class Replay:
 
 def replay(store: SpanStore, run_dir: Path, seconds: float, rate: float, seed: int,
            scenario: ScenarioName | None = None, at: float = 0.0,
-           start: datetime | None = None) -> Replay:
+           start: datetime | None = None, app_scores: bool = True) -> Replay:
     """`seconds` of demo traffic at `rate` traces/s, starting at `start` (simulated)."""
     t0 = (start or datetime.now(UTC) - timedelta(seconds=seconds)).timestamp()
     now = [t0]
@@ -85,7 +85,7 @@ def replay(store: SpanStore, run_dir: Path, seconds: float, rate: float, seed: i
         return False
 
     opts = Options(rate=rate, duration=seconds, seed=seed, scenario=scenario, at=at,
-                   progress_every=1e9)
+                   progress_every=1e9, app_scores=app_scores)
     summary = run(opts, Sink(lambda: StoreExporter(store, lambda: now[0]), batch=False), run_dir,
                   lambda _: None, threading.Event(), clock=lambda: now[0], wait=wait)
     onset = datetime.fromtimestamp(t0 + at, UTC) if scenario else None

@@ -40,6 +40,7 @@ class Options:
     service: str | None = None  # the scenario's target service
     daily_shape: bool = False
     progress_every: float = 5.0
+    app_scores: bool = True  # False: the apps send no scores of their own
 
     def check(self) -> None:
         if not self.rate > 0:
@@ -78,7 +79,7 @@ def run(opts: Options, sink: Sink, run_dir: Path, progress: Callable[[str], None
     opts.check()
     seed = opts.seed if opts.seed is not None else secrets.randbelow(2**31)
     scenario = SCENARIOS[opts.scenario] if opts.scenario else None
-    traffic = Traffic(sink, seed, scenario, opts.at, opts.service)
+    traffic = Traffic(sink, seed, scenario, opts.at, opts.service, opts.app_scores)
     wait = wait or stop.wait
     timing = random.Random(f"{seed}:timing")
     start = clock()
@@ -131,6 +132,7 @@ def summary(traffic: Traffic, sink: Sink, seed: int, opts: Options, seconds: flo
         "dropped": sent - sum(acked.values()) - sum(failed.values()),
         "seconds": round(seconds, 2), "rate": opts.rate, "daily_shape": opts.daily_shape,
         "seed": seed, "scenario": str(opts.scenario) if opts.scenario else None,
+        "app_scores": opts.app_scores,
         "ground_truth": truth, "services": services,
     }
 

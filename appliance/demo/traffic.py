@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from appliance.demo.agents import AgentsApp
@@ -38,8 +38,8 @@ class Sent:
 
 class Traffic:
     def __init__(self, sink: Sink, seed: int, scenario: Scenario | None = None,
-                 at: float = 60.0, service: str | None = None) -> None:
-        self.sink, self.scenario, self.at = sink, scenario, at
+                 at: float = 60.0, service: str | None = None, app_scores: bool = True) -> None:
+        self.sink, self.scenario, self.at, self.app_scores = sink, scenario, at, app_scores
         self.target = scenario.target(service) if scenario else None
         apps: list[App] = [RagApp(), AgentsApp(), ChatApp()]
         self.apps = {a.service: a for a in apps}
@@ -49,8 +49,10 @@ class Traffic:
 
     def conditions(self, service: str, elapsed: float) -> Conditions:
         if self.scenario is None or self.target is None or elapsed < self.at:
-            return BASELINE
-        return self.scenario.conditions(service, self.target)
+            cond = BASELINE
+        else:
+            cond = self.scenario.conditions(service, self.target)
+        return cond if self.app_scores else replace(cond, app_scores=False)
 
     def step(self, elapsed: float, end_ns: int) -> Sent:
         """Build and send one trace that ends at end_ns, `elapsed` seconds into the run."""

@@ -19,19 +19,25 @@ from appliance.detect.windows import (
     new_values,
 )
 from appliance.domain.taxonomy import FailureType
+from appliance.evals.store import builtin_score, ensure
 from appliance.ingest.conventions import INDEX_EMBEDDING_MODEL
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
-GROUNDED = "coalesce(eval_scores['groundedness'], eval_scores['faithfulness'])"
+# The app's own scores first, then the built-in evaluators' (appliance/evals/): an app
+# that scores its calls is never overruled.
+GROUNDED = ("coalesce(eval_scores['groundedness'], eval_scores['faithfulness'], "
+            f"{builtin_score('groundedness')})")
 # The best three chunks: a larger top_k adds weak chunks without the index getting worse.
 RETRIEVAL = ("coalesce(list_avg(list_slice(list_reverse_sort(retrieval_scores), 1, 3)), "
-             "eval_scores['retrieval_relevance'])")
-COHERENCE = "coalesce(eval_scores['coherence'], eval_scores['relevance'])"
-REPETITION = "eval_scores['repetition']"
+             f"eval_scores['retrieval_relevance'], {builtin_score('retrieval_relevance')})")
+COHERENCE = ("coalesce(eval_scores['coherence'], eval_scores['relevance'], "
+             f"{builtin_score('coherence')}, {builtin_score('relevance')})")
+REPETITION = f"coalesce(eval_scores['repetition'], {builtin_score('repetition')})"
 
 
 def _scores(store: SpanStore, w: Windows, expr: str) -> dict[str, Comparison]:
+    ensure(store.db)  # the built-in scores' table, which the expressions read
     return compare(store, w, expr, f"{expr} IS NOT NULL")
 
 

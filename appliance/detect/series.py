@@ -10,6 +10,7 @@ from appliance.detect import operational, quality
 from appliance.detect.model import Finding
 from appliance.detect.windows import MODEL_CALL, SEEN
 from appliance.domain.taxonomy import FailureType
+from appliance.evals.store import ensure
 from appliance.store.spans import SpanStore
 
 # failure type -> (name, per-span value, which spans)
@@ -38,6 +39,7 @@ def window_for(store: SpanStore, finding: Finding, lookback: timedelta,
     if spec is None:
         return None
     name, value, where = spec
+    ensure(store.db)  # the quality series read the built-in scores' table
     agg = "sum" if finding.failure_type == FailureType.agent_loop else "avg"
     end = now or datetime.now(finding.onset_at.tzinfo if finding.onset_at else None)
     start = end - lookback

@@ -18,7 +18,8 @@ LAYERS: list[set[str]] = [
      "console_users", "filters", "pricing", "sdk"},
     {"ingest"},            # OTLP in: decoding, GenAI conventions, rows
     {"store"},             # the span store and the shared database
-    {"audit", "changes"},  # records every later stage writes through
+    {"audit", "changes", "evals"},  # records every later stage writes through; evals:
+    # built-in scores, below detect, which reads them (the embedder is handed in)
     {"detect"},            # findings from the span store
     {"cases"},             # findings and people open and work cases
     {"rca"},               # root-cause analysis: evidence, rules, the embedder

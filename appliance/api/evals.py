@@ -1,0 +1,48 @@
+"""/api/v1/evals/run: score a stored window with the built-in evaluators in the daemon
+(the one writer), for `tracehold evals run` while the stack runs."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.api.body import json_body
+from appliance.api.state import records_of
+from appliance.evals.evaluators import Encoder
+from appliance.evals.runner import score_window
+from appliance.times import parse_time
+
+_encoder_lock = threading.Lock()
+
+
+class EvalRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", description="ISO 8601 start of the window")
+    to: str = Field(description="ISO 8601 end of the window")
+    service: str | None = Field(None, description="Only this service's calls")
+
+
+def _encoder(request: Request) -> Encoder:
+    """The embedder, loaded at the first run (~0.6 s, ~200 MiB) and kept by the app."""
+    from appliance.rca.embed import Embedder
+
+    with _encoder_lock:
+        encoder: Encoder | None = getattr(request.app.state, "evals_encoder", None)
+        if encoder is None:
+            encoder = request.app.state.evals_encoder = Embedder()
+        return encoder
+
+
+async def run(request: Request) -> dict[str, Any]:
+    body = await json_body(request, EvalRunIn)
+    start, end = parse_time(body.from_, "from"), parse_time(body.to, "to")
+    records = records_of(request)
+    encoder = await run_in_threadpool(_encoder, request)
+    stats = await run_in_threadpool(score_window, records.store, encoder,
+                                    records.settings.evals_evaluators, start, end,
+                                    body.service)
+    return stats.as_dict()

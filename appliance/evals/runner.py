@@ -1,0 +1,180 @@
+"""Pick stored model calls and score them: the shared half of the daemon's worker and
+``tracehold evals run``.
+
+Which calls: model calls (``MODEL_CALL_OPERATIONS``) with output content, not yet
+evaluated, in a deterministic sample (a hash of the span id, so a re-run picks the same
+calls). Which evaluators: the enabled ones, minus any the app already scored itself
+(its score of the same name, or an alias, always wins). The CPU budget is a share of one
+core: after each call the runner rests so that its busy time stays within the budget
+(the embedder runs on the calling thread when built with ``threads=1``, so the thread's
+CPU time is the cost).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from appliance.errors import InvalidRequest
+from appliance.evals.content import call_of
+from appliance.evals.evaluators import Encoder, Evaluators
+from appliance.evals.store import EvalStore, Evaluation
+from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS
+from appliance.store.spans import SpanStore
+
+log = logging.getLogger("tracehold.evals")
+_OP = BY_COLUMN["operation"].column
+_CALLS = f"{_OP} IN ({', '.join(repr(op) for op in MODEL_CALL_OPERATIONS)})"  # fixed names
+SEEN = "greatest(end_time, received_at)"
+_HASH_RANGE = 1_000_000
+
+
+@dataclass
+class RunStats:
+    calls: int = 0  # model calls with content in the window, not yet evaluated
+    sampled: int = 0
+    evaluated: int = 0  # calls that got at least one row
+    scores: int = 0
+    not_scored: int = 0
+    over_budget: int = 0  # sampled but left out to keep within the CPU budget
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["cpu_s"], d["wall_s"] = round(self.cpu_s, 3), round(self.wall_s, 3)
+        d["evaluations_per_s"] = round(self.evaluated / self.wall_s, 2) if self.wall_s else None
+        return d
+
+
+class EvalRunner:
+    def __init__(self, store: SpanStore, evals: EvalStore, evaluators: Evaluators,
+                 sample_rate: float = 1.0, cpu_budget: float = 1.0) -> None:
+        self.store, self.evals, self.evaluators = store, evals, evaluators
+        self.sample_rate, self.cpu_budget = sample_rate, cpu_budget
+        self.cost_per_call = 0.05  # CPU seconds, refined as calls are scored
+
+    def pending(self, where: str, params: Sequence[Any], sample_rate: float,
+                limit: int = 100_000) -> tuple[int, list[dict[str, Any]]]:
+        """(how many calls are waiting, the sampled ones): model calls with an answer in
+        ``where`` (a fixed fragment, values in ``params``) that have no evaluation yet."""
+        base = (f"FROM spans WHERE {_CALLS} AND output_messages IS NOT NULL AND ({where}) "
+                "AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.trace_id = spans.trace_id "
+                "AND e.span_id = spans.span_id)")
+        total = int(self.store.read(f"SELECT count(*) AS n {base}", params)[0]["n"])
+        rows = self.store.read(
+            "SELECT trace_id, span_id, service_name, input_messages, output_messages, "
+            "attributes::VARCHAR AS attributes, events::VARCHAR AS events, retrieval_scores, "
+            f"map_keys(eval_scores) AS app_scores, received_at {base} "
+            f"AND hash(span_id) % {_HASH_RANGE} < ? ORDER BY received_at, span_id LIMIT ?",
+            [*params, int(sample_rate * _HASH_RANGE), limit])
+        return total, rows
+
+    def _retrievals(self, trace_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        if not trace_ids:
+            return {}
+        rows = self.store.read(
+            "SELECT trace_id, attributes::VARCHAR AS attributes, events::VARCHAR AS events, "
+            f"retrieval_scores FROM spans WHERE trace_id IN (SELECT unnest(?)) "
+            f"AND {_OP} = 'retrieval' ORDER BY start_time", [list(trace_ids)])
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            out.setdefault(r["trace_id"], []).append(r)
+        return out
+
+    def score(self, row: dict[str, Any], retrievals: Sequence[dict[str, Any]]
+              ) -> list[Evaluation]:
+        """The evaluations of one call, skipping names the app scored itself."""
+        app = set(row.get("app_scores") or ())
+        names = [n for n in self.evaluators.enabled
+                 if not app & set(Evaluators.ALIASES.get(n, (n,)))]
+        if not names:
+            return []
+        call = call_of(row, retrievals)
+        return [Evaluation(row["trace_id"], row["span_id"], s.name, s.score,
+                           Evaluators.version(s.name), s.reason, s.detail or None,
+                           row.get("service_name"))
+                for s in self.evaluators.evaluate(call, names)]
+
+    def run(self, where: str, params: Sequence[Any], sample_rate: float | None = None,
+            progress: Callable[[RunStats], None] | None = None, every: int = 50,
+            stop: threading.Event | None = None, max_calls: int | None = None) -> RunStats:
+        """Score the pending calls of ``where``; ``max_calls`` caps one round (the rest is
+        counted as over budget), ``progress`` is called every ``every`` calls."""
+        stats, wall0 = RunStats(), time.monotonic()
+        stats.calls, rows = self.pending(where, params,
+                                         self.sample_rate if sample_rate is None else sample_rate)
+        stats.sampled = len(rows)
+        if max_calls is not None and len(rows) > max_calls:
+            stride = len(rows) / max_calls  # spread over the window, not its first seconds
+            keep = [rows[int(i * stride)] for i in range(max_calls)]
+            stats.over_budget, rows = len(rows) - len(keep), keep
+        for start in range(0, len(rows), every):
+            batch = rows[start:start + every]
+            retrievals = self._retrievals(list({r["trace_id"] for r in batch}))
+            out: list[Evaluation] = []
+            for row in batch:
+                if stop is not None and stop.is_set():
+                    break
+                cpu0 = time.thread_time()
+                try:
+                    found = self.score(row, retrievals.get(row["trace_id"], []))
+                except Exception:  # one bad call must not stop the round; noted, not retried
+                    log.exception("evaluating span %s failed", row["span_id"])
+                    found = []
+                cost = time.thread_time() - cpu0
+                stats.cpu_s += cost
+                self.cost_per_call = 0.9 * self.cost_per_call + 0.1 * cost
+                out.extend(found)
+                stats.evaluated += bool(found)
+                stats.scores += sum(e.score is not None for e in found)
+                stats.not_scored += sum(e.score is None for e in found)
+                if self.cpu_budget < 1.0:
+                    rest = cost * (1 / self.cpu_budget - 1)
+                    if stop is not None and stop.wait(rest):
+                        break
+                    if stop is None:
+                        time.sleep(rest)
+            self.evals.put(out)
+            stats.wall_s = time.monotonic() - wall0
+            if progress is not None:
+                progress(stats)
+            if stop is not None and stop.is_set():
+                break
+        stats.wall_s = time.monotonic() - wall0
+        return stats
+
+    def run_window(self, start: datetime, end: datetime, service: str | None = None,
+                   sample_rate: float | None = None,
+                   progress: Callable[[RunStats], None] | None = None) -> RunStats:
+        """Every pending call that ended/arrived in [start, end), optionally of one service."""
+        where = f"{SEEN} >= ? AND {SEEN} < ?"
+        params: list[Any] = [start, end]
+        if service is not None:
+            where += " AND service_name = ?"
+            params.append(service)
+        return self.run(where, params, sample_rate, progress)
+
+
+def summary_lines(stats: RunStats) -> list[str]:
+    d = stats.as_dict()
+    return [f"calls {d['calls']}  sampled {d['sampled']}  evaluated {d['evaluated']}  "
+            f"scores {d['scores']}  not scored {d['not_scored']}  over budget "
+            f"{d['over_budget']}  {d['wall_s']} s  ({d['evaluations_per_s']} calls/s)"]
+
+
+def score_window(store: SpanStore, encoder: Encoder, evaluators: Sequence[str],
+                 start: datetime, end: datetime, service: str | None = None,
+                 progress: Callable[[RunStats], None] | None = None) -> RunStats:
+    """``tracehold evals run``: every call of a stored window not yet evaluated, with no
+    sample and no budget (the operator asked for this window)."""
+    if end <= start:
+        raise InvalidRequest(f"--to ({end.isoformat()}) must be after --from "
+                             f"({start.isoformat()})")
+    runner = EvalRunner(store, EvalStore(store.db), Evaluators(encoder, evaluators))
+    return runner.run_window(start, end, service, 1.0, progress)

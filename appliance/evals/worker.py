@@ -1,0 +1,74 @@
+"""The daemon's evaluator worker: every ``evals_interval_s`` it scores the model calls that
+arrived since its last round, on its own thread, so ingest never waits for it.
+
+A round takes the calls received between its cursor and ``SETTLE_S`` ago (the other
+spans of a trace, its retrieval among them, arrive in later batches), samples them
+(``evals_sample_rate``) and scores at most what the CPU budget allows in one interval
+(``evals_cpu_budget`` of one core at the measured cost per call); the rest of the round
+is counted as over budget and not scored later, so the worker never falls behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+
+from appliance.evals.evaluators import Encoder, Evaluators
+from appliance.evals.runner import EvalRunner, RunStats
+from appliance.evals.store import EvalStore
+from appliance.settings import Settings
+from appliance.store.spans import SpanStore
+
+log = logging.getLogger("tracehold.evals")
+SETTLE_S = 5.0
+# Above the process's nice value, like the RCA worker's: on Linux nice is per thread, so on
+# a busy host the API and ingest get the CPU first and scores wait.
+NICE = 10
+
+
+class EvalWorker:
+    def __init__(self, store: SpanStore, encoder: Encoder, s: Settings) -> None:
+        self.interval_s = s.evals_interval_s
+        self.runner = EvalRunner(store, EvalStore(store.db),
+                                 Evaluators(encoder, s.evals_evaluators),
+                                 s.evals_sample_rate, s.evals_cpu_budget)
+        self.cursor = datetime.now(UTC) - timedelta(seconds=SETTLE_S)
+        self.totals = RunStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime | None = None) -> RunStats:
+        until = (now or datetime.now(UTC)) - timedelta(seconds=SETTLE_S)
+        if until <= self.cursor:
+            return RunStats()
+        budget_calls = max(1, int(self.interval_s * self.runner.cpu_budget
+                                  / max(self.runner.cost_per_call, 1e-3)))
+        stats = self.runner.run("received_at > ? AND received_at <= ?", [self.cursor, until],
+                                stop=self._stop, max_calls=budget_calls)
+        self.cursor = until
+        for name in ("calls", "sampled", "evaluated", "scores", "not_scored", "over_budget"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
+        self.totals.cpu_s += stats.cpu_s
+        return stats
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="evaluators", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + NICE)
+        except (OSError, AttributeError):  # no per-thread priority here: run as we are
+            log.info("the evaluator worker runs at the process's priority")
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:  # a failed round must not stop scoring; the next one goes on
+                log.exception("evaluator round failed")
