@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.body import actor_of, json_body
 from appliance.api.state import records_of
-from appliance.errors import ConfigError, InvalidRequest
+from appliance.errors import InvalidRequest
 from appliance.notify.outbox import STATES
 from appliance.notify.service import Notifications
 
@@ -28,9 +28,13 @@ class TicketRequest(BaseModel):
 
 
 def notifications_of(request: Request) -> Notifications:
-    found: Notifications | None = getattr(request.app.state, "notify", None)
-    if found is None:  # only an app built without the composition root's notifications
-        raise ConfigError("notifications are not running in this daemon")
+    """What the composition root built (``app.state.notify``, its worker running). An app
+    built without it (tests, tools) gets the outbox and tickets over its records, with no
+    worker: reads and ticket creation work, queued messages wait for a daemon."""
+    state = request.app.state
+    found: Notifications | None = getattr(state, "notify", None)
+    if found is None:
+        found = state.notify = Notifications.open(records_of(request))
     return found
 
 
@@ -58,6 +62,7 @@ async def retry(request: Request) -> dict[str, Any]:
 
 async def ticket(request: Request, case_id: str) -> JSONResponse:
     body = await json_body(request, TicketRequest)
+    await run_in_threadpool(records_of(request).cases.get, case_id)  # 404 first
     n = notifications_of(request)
     found = await run_in_threadpool(n.tickets.create, case_id, body.to, actor_of(request))
     return JSONResponse(found, status_code=200 if found["existing"] else 201)
@@ -65,8 +70,8 @@ async def ticket(request: Request, case_id: str) -> JSONResponse:
 
 def case_notifications(request: Request, case_id: str) -> dict[str, Any]:
     """Where the case was sent and when, its ticket, and the trackers it can go to."""
-    n = notifications_of(request)
     records_of(request).cases.get(case_id)  # 404 for an unknown case
+    n = notifications_of(request)
     s = records_of(request).settings.notify
     return {"case_id": case_id, "messages": n.outbox.messages(case_id=case_id, limit=1000),
             "ticket": n.tickets.get(case_id),
