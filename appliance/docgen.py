@@ -100,6 +100,7 @@ def cli_md() -> str:
     commands += [["users"], ["users", "create"], ["users", "list"], ["users", "delete"]]
     commands += [["cases", "ticket"], ["notify"],
                  *(["notify", c] for c in ("test", "secret", "list", "retry"))]
+    commands += [["kb"], ["kb", "status"], ["kb", "rebuild"]]
     for cmd in commands:
         result = runner.invoke(app, [*cmd, "--help"], prog_name="tracehold",
                                env={"COLUMNS": "100", "NO_COLOR": "1", "TERM": "dumb"})

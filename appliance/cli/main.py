@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "change": ("changes", "app", True),
     "audit": ("audit", "app", True),
     "evals": ("evals", "app", True),
+    "kb": ("kb", "app", True),
     "notify": ("notify", "app", True),
     "investigate": ("investigate", "investigate", False),
     "report": ("report", "report_cmd", False),

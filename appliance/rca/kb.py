@@ -357,10 +357,9 @@ def _verify_text(case: Case) -> str:
 
 def _message(path: Path, doing: str, cause: object) -> str:
     return (f"the knowledge base in {path} cannot be {doing}: {cause}. Root-cause analysis "
-            f"goes on with the rules alone. To rebuild it, stop the daemon and move the "
-            f"folder aside (or call appliance.rca.kb.rebuild); a fresh one is seeded from "
-            f"the playbooks at the next start, and resolved cases are learned again as they "
-            f"are resolved")
+            f"goes on with the rules alone. To rebuild it, stop the daemon and run "
+            f"`tracehold kb rebuild` (it keeps the folder aside and seeds a fresh one from "
+            f"the playbooks); resolved cases are learned again as they are resolved")
 
 
 def _drop_failed_system(path: Path) -> None:
@@ -403,7 +402,7 @@ def _converted(path: Path, doing: str) -> Iterator[None]:
     except BaseException as exc:
         if not _failure(exc):
             raise
-        log.warning("knowledge base %s cannot be %s: %s", path, doing, exc)
+        log.debug("knowledge base %s cannot be %s: %s", path, doing, exc)  # the caller says
         raise KnowledgeBaseUnavailable(_message(path, doing, exc)) from exc
 
 
@@ -419,7 +418,7 @@ def rebuild(path: Path, embedder: Embeds,
     if path.exists():
         aside = path.with_name(f"{path.name}.corrupt-{now().strftime('%Y%m%dT%H%M%SZ')}")
         shutil.move(str(path), str(aside))
-        log.warning("knowledge base %s moved aside to %s; seeding a fresh one", path, aside)
+        log.info("knowledge base %s moved aside to %s; seeding a fresh one", path, aside)
     return KnowledgeBase.open(path, embedder), aside
 
 
