@@ -1,5 +1,7 @@
 """/api/v1/evals/run: score a stored window with the built-in evaluators in the daemon
-(the one writer), for `tracehold evals run` while the stack runs."""
+(the one writer), for `tracehold evals run` while the stack runs. /metrics: the built-in
+scores as evaluation histograms for Prometheus and VictoriaMetrics
+(``appliance/evals/metrics.py`` says why they are scraped from here)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from appliance.api.body import json_body
 from appliance.api.state import records_of
 from appliance.evals.evaluators import Encoder
+from appliance.evals.metrics import EvalMetrics
 from appliance.evals.runner import score_window
 from appliance.times import parse_time
 
 _encoder_lock = threading.Lock()
+_metrics_lock = threading.Lock()
 
 
 class EvalRunIn(BaseModel):
@@ -46,3 +51,19 @@ async def run(request: Request) -> dict[str, Any]:
                                     records.settings.evals_evaluators, start, end,
                                     body.service)
     return stats.as_dict()
+
+
+def _metrics(request: Request) -> EvalMetrics:
+    """The app's histograms, counting from its first scrape."""
+    with _metrics_lock:
+        found: EvalMetrics | None = getattr(request.app.state, "evals_metrics", None)
+        if found is None:
+            records = records_of(request)
+            found = request.app.state.evals_metrics = EvalMetrics(
+                records.store.db, records.settings.evaluation_names)
+        return found
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    text = await run_in_threadpool(lambda: _metrics(request).exposition())
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from appliance.api import audit, cases, changes, console, evals, ingest, notify, report, spans
 from appliance.domain.change_kinds import kinds_text
@@ -60,6 +60,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/evals/run", evals.run,
           "Score the model calls of a stored window [from, to) (ISO 8601) with the built-in "
           "evaluators", "evals"),
+    Route("GET", "/metrics", evals.metrics,
+          "The built-in scores as llm_evaluation_<name> histograms (Prometheus text), "
+          "scraped by Prometheus and VictoriaMetrics", "evals", response_class=PlainTextResponse),
     # cases
     Route("POST", "/api/v1/cases", cases.open_case,
           "Open a case (detector or person); joins an open case with the same signature "

@@ -5,12 +5,14 @@ scores; the CLI scores a stored window."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -20,12 +22,14 @@ from appliance.detect import quality
 from appliance.evals import text
 from appliance.evals.content import call_of
 from appliance.evals.evaluators import Call, Evaluators
+from appliance.evals.metrics import EvalMetrics
 from appliance.evals.runner import score_window
 from appliance.evals.store import EvalStore, Evaluation
 from appliance.evals.worker import EvalWorker
 from appliance.rca.embed import Embedder
 from appliance.settings import EVALUATORS, Settings
 from appliance.store.spans import SpanStore
+from tests.casework import app_for
 
 QUESTION = "How many days of annual leave does a new hire get?"
 CONTEXT = ("Every full-time employee earns 28 days of paid annual leave per year.",
@@ -241,3 +245,36 @@ def test_the_worker_scores_new_calls_within_its_budget(tmp_path: Path,
         assert again.evaluated == calls - 1 and again.over_budget == 0
     finally:
         store.close()
+
+
+def test_built_in_scores_are_exported_as_the_collector_s_histograms(
+        scored: tuple[SpanStore, SpanStore]) -> None:
+    _, without = scored
+    names = Settings().evaluation_names
+    metrics = EvalMetrics(without.db, names, since=datetime(2000, 1, 1, tzinfo=UTC))
+    metrics.collect(datetime.now(UTC) + timedelta(seconds=5))
+    text = metrics.exposition()
+    rows = without.read(
+        "SELECT count(*) AS n, sum(score) AS s FROM evaluations e JOIN spans USING "
+        "(trace_id, span_id) WHERE e.name = 'groundedness' AND score IS NOT NULL "
+        "AND e.service_name = 'rag-api'")[0]
+    labels = ('service_name="rag-api",gen_ai_operation_name="chat",'
+              'gen_ai_provider_name="openai",gen_ai_request_model="gpt-4o-mini",'
+              'source="tracehold/groundedness-1"')
+    assert f'llm_evaluation_groundedness_count{{{labels}}} {rows["n"]}' in text
+    assert f'llm_evaluation_groundedness_bucket{{{labels},le="+Inf"}} {rows["n"]}' in text
+    assert "# TYPE llm_evaluation_groundedness histogram" in text
+    assert "llm_evaluation_refusal" not in text  # not one of the collector's names
+    metrics.collect(datetime.now(UTC) + timedelta(seconds=10))
+    assert metrics.exposition() == text  # nothing new: counts do not grow twice
+
+    async def scrape() -> httpx.Response:
+        app = app_for(without)
+        app.state.evals_metrics = metrics
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://daemon") as c:
+            return await c.get("/metrics")
+
+    served = asyncio.run(scrape())
+    assert served.status_code == 200 and served.text == text
+    assert served.headers["content-type"].startswith("text/plain; version=0.0.4")
