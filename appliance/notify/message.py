@@ -27,6 +27,17 @@ def build(event: str, case: Case, console_url: str, at: str) -> dict[str, Any]:
             "link": case_link(console_url, case.id)}
 
 
+def as_of(msg: dict[str, Any], details: dict[str, Any]) -> None:
+    """Set what the event's audit entry itself says (an RCA run's diagnosis and
+    confidence, a status change's new status): the case may have moved on since."""
+    if "to" in details and isinstance(details["to"], str):
+        msg["status"] = details["to"]
+    if msg["event"] == "diagnosis" and "confidence" in details:
+        cause = details.get("root_cause")
+        msg["diagnosis"] = cause if cause not in (None, UNDETERMINED) else None
+        msg["confidence"] = details["confidence"]
+
+
 def headline(msg: dict[str, Any]) -> str:
     return (f"[Tracehold] {HEADLINES.get(msg['event'], msg['event'])}: "
             f"{msg['type'].replace('_', ' ')} in {msg['service']} ({msg['case_id']})")

@@ -69,19 +69,31 @@ class NotifyWorker:
 
     def _messages(self, entry: dict[str, Any]) -> list[NewMessage]:
         event = event_of(entry)
-        if event is None:
+        if event is None or (event == "diagnosis" and not self._new_diagnosis(entry)):
             return []
         try:
             case = self.cases.get(entry["subject"])
         except NotFound:
             return []
         payload = message.build(event, case, self.settings.notify.console_url, entry["ts"])
+        message.as_of(payload, entry["details"])  # the event's own facts, not later ones
         out = [NewMessage(d.name, event, case.id, entry["seq"], payload)
                for d in self.settings.notify.destinations if wants(d, event, case)]
         ticket = self.tickets.get(case.id)
         if event == "verified" and ticket and ticket["state"] == "created":
             out.append(NewMessage(TICKET, event, case.id, entry["seq"], payload))
         return out
+
+    def _new_diagnosis(self, entry: dict[str, Any]) -> bool:
+        """An RCA run says something new (root cause or type) compared with the case's
+        previous run: the RCA re-runs as evidence joins, and people want news, not echoes."""
+        before = self.audit.db.read(
+            "SELECT details FROM audit_log WHERE subject = ? AND action = 'rca.run' AND seq < ? "
+            "ORDER BY seq DESC LIMIT 1", [entry["subject"], entry["seq"]])
+        if not before:
+            return True
+        old, new = json.loads(before[0]["details"]), entry["details"]
+        return any(old.get(k) != new.get(k) for k in ("root_cause", "failure_type"))
 
     # ---------------------------------------------------------------- outbox -> world
 

@@ -161,6 +161,23 @@ def test_dead_letter_after_max_tries_then_retry(
     assert [m["case_id"] for m in receiver.accepted] == [first]
 
 
+def test_a_diagnosis_is_sent_when_it_says_something_new(
+        tmp_path: Path, hook: tuple[HttpStandIn, WebhookReceiver]) -> None:
+    server, receiver = hook
+    clock = SetClock()
+    records, n = _setup(tmp_path, clock, NotifyConfig(destinations=[
+        Destination(name="hook", kind="webhook", url=f"{server.url}/in",
+                    events=["diagnosis"])]), {"hook": KEY})
+    cid = _open_case(records)
+    for cause, confidence in (("model swapped", 0.7), ("model swapped", 0.75),
+                              ("index rebuilt", 0.8)):
+        records.cases.set_rca(cid, Rca(root_cause=cause, confidence=confidence), "rca:worker")
+    n.worker.run_once()
+    assert [(m["diagnosis"], m["confidence"]) for m in receiver.accepted] == [
+        ("model swapped", 0.7), ("index rebuilt", 0.8)]  # each as its run said
+    assert len(n.outbox.messages()) == 2  # the echo of the first run was not sent
+
+
 def test_reopen_events() -> None:
     assert event_of({"action": "case.verify", "details": {"to": "investigating"}}) == "reopened"
     assert event_of({"action": "case.status", "details": {"from": "resolved",
@@ -169,13 +186,15 @@ def test_reopen_events() -> None:
     assert event_of({"action": "case.note", "details": {}}) is None
 
 
-@pytest.mark.parametrize("kind", ["github", "jira"])
-def test_one_ticket_per_case_and_a_comment_when_verified(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind,user", [("github", None), ("jira", "svc-tracehold"),
+                                       ("jira", None)])  # Jira: basic auth, or a bearer PAT
+def test_one_ticket_per_case_and_a_comment_when_verified(tmp_path: Path, kind: str,
+                                                         user: str | None) -> None:
     api: GitHubApi | JiraApi = (GitHubApi("acme/llm-app", "ghp_secret") if kind == "github"
-                                else JiraApi("OPS", "svc-tracehold", "jira-secret"))
+                                else JiraApi("OPS", user, "jira-secret"))
     server = HttpStandIn(api).start()
     tracker = Tracker(url=server.url, project="acme/llm-app" if kind == "github" else "OPS",
-                      username=None if kind == "github" else "svc-tracehold")
+                      username=user)
     clock = SetClock()
     records, n = _setup(tmp_path, clock, NotifyConfig(**{kind: tracker}),
                         {kind: "ghp_secret" if kind == "github" else "jira-secret"})
