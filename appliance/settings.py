@@ -35,6 +35,7 @@ from pydantic_settings import (
 )
 
 from appliance import resources
+from appliance.domain.taxonomy import FailureType
 from appliance.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -322,6 +323,17 @@ class Settings(BaseSettings):
     demo: bool = Field(
         False, description="Also run demo GenAI traffic (`tracehold demo` at its default rate) "
                            "as a supervised component, sent through Envoy with the first API key",
+    )
+    demo_scenario: FailureType | Literal["normal", "none"] = Field(
+        FailureType.retrieval_drift,
+        description="With `demo`: the failure scenario the demo traffic injects "
+                    "`demo_scenario_after_s` after it starts, so a case opens and is diagnosed "
+                    "with no step by hand (a failure type, `normal` for a harmless deploy, "
+                    "`none` for never; `tracehold up --demo --no-demo-scenario`)",
+    )
+    demo_scenario_after_s: float = Field(
+        120.0, ge=0, description="With `demo`: seconds of healthy traffic before the scenario "
+                                 "starts (the detectors' baseline)",
     )
     case_note_max_kib: int = Field(
         64, ge=1, le=1024, description="Largest case note; a larger one is refused (413)"

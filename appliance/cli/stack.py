@@ -40,6 +40,11 @@ def up(
     timeout: Annotated[float, typer.Option(help="--detach: seconds to wait for health")] = 180,
     demo: Annotated[bool | None, typer.Option("--demo", help="Also run demo GenAI traffic",
                                               show_default=False)] = None,
+    demo_scenario: Annotated[str | None, typer.Option(
+        help="--demo: the failure to inject, a failure type or normal (default: setting "
+             "demo_scenario)", show_default=False)] = None,
+    no_demo_scenario: Annotated[bool, typer.Option(
+        "--no-demo-scenario", help="--demo: healthy traffic only, no failure injected")] = False,
 ) -> None:
     """Start the stack (collector, Prometheus, VictoriaMetrics, Envoy, daemon)."""
     from appliance.cli.audit_record import key_change
@@ -48,7 +53,10 @@ def up(
     from appliance.settings import resolve
     from appliance.stack import state
 
-    s = resolve(data_dir, profile=profile, bind_address=bind, demo=demo)
+    if no_demo_scenario and demo_scenario is not None:
+        raise ConfigError("give --demo-scenario or --no-demo-scenario, not both")
+    s = resolve(data_dir, profile=profile, bind_address=bind, demo=demo,
+                demo_scenario="none" if no_demo_scenario else demo_scenario)
     if free_ports:
         s.ports = s.ports.free()
     elif port_offset:
@@ -76,7 +84,8 @@ def _detach(s: Settings, timeout: float) -> None:
     s.run_dir.mkdir(parents=True, exist_ok=True)
     s.state_file.unlink(missing_ok=True)
     args = [sys.executable, "-m", "appliance", "up", "--data-dir", str(s.data_dir),
-            "--profile", str(s.profile), "--bind", s.bind_address, *(["--demo"] if s.demo else [])]
+            "--profile", str(s.profile), "--bind", s.bind_address, *(["--demo"] if s.demo else []),
+            "--demo-scenario", str(s.demo_scenario)]
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
     env = {**os.environ, **{f"TRACEHOLD_PORTS__{k.upper()}": str(v)

@@ -1,5 +1,6 @@
 """Demo GenAI traffic (``tracehold up --demo``): sends through Envoy, so it starts last.
-It has no port; running counts as healthy."""
+It has no port; running counts as healthy. Unless ``demo_scenario`` is ``none``, it
+injects that failure scenario ``demo_scenario_after_s`` after it starts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from appliance.stack.spec import Component, Rendered
 
 
 def _argv(s: Settings, r: Rendered) -> list[str]:
-    return [sys.executable, "-m", "appliance.demo", "--data-dir", str(s.data_dir)]
+    scenario = [] if s.demo_scenario == "none" else [
+        "--scenario", str(s.demo_scenario), "--at", f"{s.demo_scenario_after_s:g}"]
+    return [sys.executable, "-m", "appliance.demo", "--data-dir", str(s.data_dir), *scenario]
 
 
 COMPONENT = Component(

@@ -1,6 +1,6 @@
 """`tracehold up --demo`: the demo component is added last, has no port, and counts as
 healthy while it runs (ComponentSpec.health_url None); the flag reaches the settings,
-also through --detach."""
+also through --detach, and so does the failure scenario it injects (or not)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from appliance.cli import main as cli
-from appliance.errors import StackError
+from appliance.errors import ConfigError, StackError
 from appliance.settings import Settings
 from appliance.stack import components, render
 from appliance.stack.components import ComponentSpec
@@ -28,7 +28,22 @@ def test_demo_component_is_last_and_portless(tmp_path: Path) -> None:
         assert ("demo" in [sp.name for sp in specs]) is demo
     last = specs[-1]
     assert last.name == "demo" and last.health_url is None and last.port == 0
-    assert last.argv == [sys.executable, "-m", "appliance.demo", "--data-dir", str(tmp_path)]
+    assert last.argv == [sys.executable, "-m", "appliance.demo", "--data-dir", str(tmp_path),
+                         "--scenario", "retrieval_drift", "--at", "120"]
+
+
+def test_demo_scenario_settings_reach_the_demo_argv(tmp_path: Path) -> None:
+    """`make up` tells the whole story: by default a failure is injected two minutes in;
+    its name and delay are settings, and `none` leaves the traffic healthy."""
+    def argv(**kw: Any) -> list[str]:
+        s = Settings(data_dir=tmp_path, demo=True, **kw)
+        return components.build(s, render.write_all(s, []))[-1].argv[3:]
+
+    assert argv(demo_scenario="agent_loop", demo_scenario_after_s=7.5) == [
+        "--data-dir", str(tmp_path), "--scenario", "agent_loop", "--at", "7.5"]
+    assert argv(demo_scenario="none") == ["--data-dir", str(tmp_path)]
+    with pytest.raises(ValueError, match="demo_scenario"):
+        Settings(data_dir=tmp_path, demo_scenario="meltdown")
 
 
 def test_no_health_url_means_alive_is_healthy(tmp_path: Path) -> None:
@@ -82,6 +97,45 @@ def test_up_demo_flag_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.M
     result = runner.invoke(cli.app, ["up", "--demo", "--detach", "--data-dir", str(tmp_path)])
     assert isinstance(result.exception, Stop)
     assert "--demo" in argv[0]
+
+
+def test_up_demo_scenario_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--demo-scenario and --no-demo-scenario reach the settings, also through --detach
+    (the child resolves its settings again: the choice is passed on explicitly)."""
+    seen: list[Settings] = []
+
+    class FakeManager:
+        def __init__(self, s: Settings) -> None:
+            seen.append(s)
+
+        def run(self, progress: Any) -> None:
+            return None
+
+    monkeypatch.setattr("appliance.stack.manager.StackManager", FakeManager)
+    runner = CliRunner()
+    base = ["up", "--demo", "--data-dir", str(tmp_path)]
+    for extra in ([], ["--demo-scenario", "agent_loop"], ["--no-demo-scenario"]):
+        assert runner.invoke(cli.app, base + extra).exit_code == 0
+    assert [str(s.demo_scenario) for s in seen] == ["retrieval_drift", "agent_loop", "none"]
+    both = runner.invoke(cli.app, [*base, "--no-demo-scenario", "--demo-scenario", "agent_loop"])
+    # the entry point (cli.main) prints a TraceholdError as "Error: ..." and exits 1
+    assert isinstance(both.exception, ConfigError) and "not both" in str(both.exception)
+    bad = runner.invoke(cli.app, [*base, "--demo-scenario", "meltdown"])
+    assert isinstance(bad.exception, ConfigError) and "demo_scenario" in str(bad.exception)
+
+    argv: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_popen(args: list[str], **_: Any) -> None:
+        argv.append(args)
+        raise Stop
+
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    result = runner.invoke(cli.app, [*base, "--detach", "--no-demo-scenario"])
+    assert isinstance(result.exception, Stop)
+    assert argv[0][-2:] == ["--demo-scenario", "none"]
 
 
 def test_demo_command_needs_a_running_stack(tmp_path: Path) -> None:
