@@ -187,6 +187,21 @@ def test_a_case_reaches_people_through_the_daemon(world: dict[str, Any]) -> None
         health = {d["destination"]: d for d in json.loads(listed.stdout)["destinations"]}
         assert not any(d["failing"] for d in health.values())
 
+        # the other notify commands: test, secret (from stdin), retry
+        assert _cli(w, "notify", "test", "hook").returncode == 0
+        assert w["hook"].accepted[-1]["event"] == "test"
+        unknown = _cli(w, "notify", "test", "nope")
+        assert unknown.returncode == 1 and "no destination named 'nope'" in unknown.stderr
+        stored = subprocess.run([sys.executable, "-m", "appliance", "notify", "secret", "jira",
+                                 "--data-dir", str(w["dir"])], input="jira_good\n", cwd=ROOT,
+                                env=w["env"], capture_output=True, text=True, timeout=60)
+        assert stored.returncode == 0 and "jira_good" not in stored.stdout + stored.stderr
+        assert config.secrets_of(resolve(w["dir"]))["jira"] == "jira_good"
+        config.set_secret(resolve(w["dir"]), "jira", "an-old-token")
+        nothing = _cli(w, "notify", "retry", "--all", "--json")
+        assert nothing.returncode == 0 and json.loads(nothing.stdout) == {"retried": 0}
+        assert _cli(w, "notify", "retry").returncode == 1  # an id or --all
+
         # a 401 from Jira: a clear error, stored on the case and shown by the CLI
         other = api.post("/api/v1/cases", json=case_body(service="billing")).json()["id"]
         refused = _cli(w, "cases", "ticket", other, "--to", "jira")
