@@ -25,6 +25,9 @@ from appliance.console import diagnosis
 from appliance.console.safe_text import md
 from appliance.demo.names import ScenarioName
 from appliance.demo.replay import first_detection, replay
+from appliance.rca.embed import Embedder
+from appliance.rca.kb import KnowledgeBase
+from appliance.rca.pipeline import Unavailable, diagnose_case
 from appliance.rca.run import rules_rca
 from appliance.records import Records
 from appliance.settings import DetectConfig
@@ -180,6 +183,35 @@ def test_an_undetermined_or_bare_answer_is_read_without_error(incident: Incident
     assert diagnosis.evidence_rows(case) == [] and diagnosis.similar(case) == []
     assert diagnosis.explanation(case) is None
     assert not diagnosis.has_diagnosis(_case(incident, "none", None))
+
+
+def test_the_real_pipeline_output_reads_as_tables(incident: Incident,
+                                                 tmp_path_factory: pytest.TempPathFactory
+                                                 ) -> None:
+    """What appliance/rca/pipeline.py really stores: the real knowledge base (seeded
+    playbooks, the real embedder), the model missing (its status and the rules' answer)."""
+    case = _case(incident, "real", None)
+    path = tmp_path_factory.mktemp("dx-kb") / "kb"
+    with KnowledgeBase.open(path, Embedder()) as kb:
+        rca = diagnose_case(incident.records, case.id, kb,
+                            Unavailable("model_unavailable: no GGUF at models/missing.gguf"),
+                            now=incident.at)
+    case = incident.records.cases.set_rca(case.id, rca, "rca:worker")
+    v = diagnosis.verdict(case)
+    assert v.failure_type == "retrieval_drift" and v.engine == "rules+kb"
+    assert v.notes == ["model unavailable, rules-only answer (no GGUF at models/missing.gguf)"]
+    similar = diagnosis.similar(case)
+    assert similar and [float(s["distance"]) for s in similar] == sorted(
+        float(s["distance"]) for s in similar)
+    assert all(s["source"] == "playbook" and s["verified"] == "" for s in similar)
+    fixes = diagnosis.fixes(case)
+    assert fixes and all(f.verify and f.confidence is not None for f in fixes)
+    assert [f.confidence for f in fixes] == sorted((f.confidence or 0 for f in fixes),
+                                                   reverse=True)
+    assert all("How to verify" not in diagnosis.fix_text(f) for f in fixes)
+    ex = diagnosis.explanation(case)
+    assert ex is not None and ex.by == "rules" and "retrieval drift" in ex.text
+    assert diagnosis.evidence_rows(case) and diagnosis.hypotheses(case)[0]["blames"]
 
 
 # ---------------------------------------------------------------- the page
