@@ -94,7 +94,10 @@ def parse(raw: str, question: ModelQuestion, seconds: float = 0.0,
           tokens: int = 0) -> ModelAnswer:
     """The checked answer in ``raw``; ``ModelAnswerInvalid`` saying what is wrong."""
     try:
-        data = json.loads(raw)
+        # strict=False: llama-cpp-python's schema grammar lets a raw newline or tab into a
+        # string (its `char` rule excludes only `"` and `\\`); that is whitespace to us,
+        # folded below, not a reason to throw the answer away.
+        data = json.loads(raw, strict=False)
     except json.JSONDecodeError as e:
         raise ModelAnswerInvalid(f"the model's answer is not valid JSON ({e.msg} at "
                                  f"character {e.pos}): {raw[:200]!r}") from None
@@ -115,7 +118,9 @@ def parse(raw: str, question: ModelQuestion, seconds: float = 0.0,
     invented = [i for i in ids if i not in question.fact_ids]
     if invented:
         raise ModelAnswerInvalid(f"evidence_ids {invented} are not facts of this case")
-    if not isinstance(text, str) or not text.strip():
+    if isinstance(text, str):
+        text = " ".join(text.split())
+    if not isinstance(text, str) or not text:
         raise ModelAnswerInvalid("the explanation is empty")
     if len(text) > EXPLANATION_CHARS:
         raise ModelAnswerInvalid(f"the explanation is {len(text)} characters, more than "
@@ -125,4 +130,4 @@ def parse(raw: str, question: ModelQuestion, seconds: float = 0.0,
         raise ModelAnswerInvalid(f"the explanation quotes {', '.join(unsupported)}, not in "
                                  f"the evidence table: {text[:200]!r}")
     return ModelAnswer(failure_type, None if hyp in (None, NONE) else str(hyp),
-                       list(dict.fromkeys(ids)), text.strip(), raw, seconds, tokens)
+                       list(dict.fromkeys(ids)), text, raw, seconds, tokens)

@@ -287,6 +287,13 @@ def test_an_explanation_quoting_the_table_is_kept(question: ModelQuestion,
     assert a.evidence_ids == ["f3"] and a.seconds == 1.5 and a.tokens == 30
 
 
+def test_a_raw_newline_in_the_explanation_is_whitespace(question: ModelQuestion) -> None:
+    """llama-cpp-python's schema grammar lets control characters into strings."""
+    raw = _raw(explanation="A tool loop:\tthe agent\nrepeats the call.").replace("\\n", "\n")
+    assert "\n" in raw
+    assert parse(raw, question).explanation == "A tool loop: the agent repeats the call."
+
+
 def test_none_means_unable_to_determine(question: ModelQuestion) -> None:
     a = parse(_raw(hypothesis_id="none", evidence_ids=[]), question)
     assert a.hypothesis_id is None and a.evidence_ids == []
