@@ -15,6 +15,7 @@ RUNS = [
     ["bench_decode.py"], ["bench_decode.py", "--gzip"], ["bench_store.py"],
     ["stack_bench.py"], ["console_bench.py"], ["cli_startup.py"], ["embed_bench.py"],
     ["rca_kb_bench.py"],
+    ["evals_bench.py"],  # about 3 minutes: the 50 calls/s rounds are paced by the CPU budget
     ["rca_worker_bench.py"],  # a few minutes: the model answers on a busy host
     ["idle_bench.py"],  # about 8 minutes: 3 x 60 s at rest, 3 x 60 s with a browser
 ]
