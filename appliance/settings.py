@@ -385,8 +385,8 @@ class Settings(BaseSettings):
     rca_model_threads: int = Field(
         1, ge=1, le=256,
         description="RCA local model: CPU threads llama.cpp uses. 1 by default: llama.cpp's "
-                    "threads wait on each other by spinning, so 2 threads on 2 busy cores "
-                    "answered 16x slower than 1 (bench/results/rca-model.json)",
+                    "threads wait on each other by spinning, so on 2 busy cores 2 threads "
+                    "answered 2.7x slower than 1 (bench/results/rca-model.json)",
     )
     rca_model_gpu_layers: int = Field(
         0, ge=-1, description="RCA local model: layers offloaded to a GPU (-1: all, 0: CPU only)"
