@@ -221,7 +221,9 @@ def _combine(ev: Evidence, d: Diagnosis, matches: list[Match] | None,
                                      answer.failure_type, pick)
         if answer.failure_type != d.failure_type:
             why = "the failure type stays the rules' (the model votes on it, never sets it)"
-        elif pick not in (None, 0):
+        elif pick is None:
+            why = "the model found no candidate supported; the rules' ranking stands"
+        elif pick != 0:
             if d.margins.get("hypothesis", 0.0) < STRONG_HYPOTHESIS_MARGIN:
                 adopted = True
                 order = [d.hypotheses[pick]] + [h for i, h in enumerate(d.hypotheses)
@@ -235,8 +237,11 @@ def _combine(ev: Evidence, d: Diagnosis, matches: list[Match] | None,
     rca = as_rca(ev, final)
     fixes = _fixes(matches, final)
     rca.suggested_fixes = [f.as_suggested_fix() for f in fixes]
+    # The model's words are shown only where they argue for the answer given: its pick
+    # is the final top hypothesis, or it found none and the answer is undetermined.
     agrees = answer is not None and answer.failure_type == d.failure_type and (
-        pick is None or final.hypotheses[0] is d.hypotheses[pick])
+        final.hypotheses[0] is d.hypotheses[pick] if pick is not None
+        else not final.determined)
     parts = ["rules"] + (["kb"] if matches is not None else []) + (
         ["model"] if answer is not None else [])
     cited = list(dict.fromkeys(i for h in final.hypotheses for i in h.evidence_ids))

@@ -157,16 +157,19 @@ def test_the_model_never_overrides_strong_rule_evidence(parts: Parts) -> None:
     assert d.margins["hypothesis"] >= STRONG_HYPOTHESIS_MARGIN  # strong: one tool loops
     alone = _rca(parts).confidence
     for says in (Says(parts.model, "provider_error", "H1"),
-                 Says(parts.model, "agent_loop", "H2")):
+                 Says(parts.model, "agent_loop", "H2"), Says(parts.model, "agent_loop", None)):
         rca = _rca(parts, model=says)
         assert says.asked, "the model was asked"
         _same_answer_as_rules(parts, rca)
         got = rca.details["model_answer"]
         assert got["overruled"] and not got["adopted"]
         assert rca.details["explanation"]["by"] == "rules"  # it argued for something else
-        # another type lowers the confidence; another cause of the same type is no vote
-        assert rca.confidence < alone if says.failure_type != "agent_loop" else (
-            rca.confidence == alone)
+        # another type or no cause at all lowers the confidence; another cause of the same
+        # type is no vote
+        if says.hypothesis_id == "H2":
+            assert rca.confidence == alone
+        else:
+            assert rca.confidence < alone
     agreeing = _rca(parts, model=Says(parts.model, "agent_loop", "H1"))
     assert agreeing.confidence > alone
     explanation = agreeing.details["explanation"]
