@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +32,7 @@ from appliance.rca.embed import Embedder
 from appliance.records import Records, sign_heads_loop
 from appliance.settings import Settings, resolve
 from appliance.store.spans import SpanStore
+from appliance.times import parse_time
 
 log = logging.getLogger("tracehold.daemon")
 RETENTION_EVERY_S = 3600
@@ -63,12 +65,22 @@ def _seal_loop(store: SpanStore, stop: threading.Event) -> None:
             log.exception("span store seal failed")
 
 
+def _open_case_windows(records: Records) -> list[tuple[str, datetime, datetime]]:
+    """Each open case's service from its recent window before the onset until now: the
+    built-in evaluators score every call there, not a sample."""
+    lead = timedelta(seconds=records.settings.detect.recent_window_s)
+    now = datetime.now(UTC)
+    return [(c.service, parse_time(c.onset_at, "onset_at") - lead, now)
+            for c in records.cases.list(status="open", limit=20)]
+
+
 def _evals_loop(records: Records, stop: threading.Event) -> None:
     """The built-in evaluators until ``stop``; the embedder loads here (~0.6 s), not on
     the way to serving. It runs on the worker's own thread (threads=1), so the worker's
     CPU budget measures what it costs."""
     try:
-        worker = EvalWorker(records.store, Embedder(threads=1), records.settings)
+        worker = EvalWorker(records.store, Embedder(threads=1), records.settings,
+                            lambda: _open_case_windows(records))
     except TraceholdError as exc:  # e.g. the embedder's wheel is missing: scores stay off
         log.warning("built-in evaluators are off: %s", exc.message)
         return

@@ -111,8 +111,8 @@ class EvalRunner:
                                          self.sample_rate if sample_rate is None else sample_rate)
         stats.sampled = len(rows)
         if max_calls is not None and len(rows) > max_calls:
-            stride = len(rows) / max_calls  # spread over the window, not its first seconds
-            keep = [rows[int(i * stride)] for i in range(max_calls)]
+            stride = len(rows) / max(max_calls, 1)  # spread over the window, not its start
+            keep = [rows[int(i * stride)] for i in range(max(max_calls, 0))]
             stats.over_budget, rows = len(rows) - len(keep), keep
         for start in range(0, len(rows), every):
             batch = rows[start:start + every]

@@ -6,6 +6,11 @@ spans of a trace, its retrieval among them, arrive in later batches), samples th
 (``evals_sample_rate``) and scores at most what the CPU budget allows in one interval
 (``evals_cpu_budget`` of one core at the measured cost per call); the rest of the round
 is counted as over budget and not scored later, so the worker never falls behind.
+
+Windows that matter more come first: every call of an open case's window (``focus``,
+from the case store, which sits above this package and is handed in by the daemon) is
+scored, not a sample, before the round's new calls, within the same budget; calls
+already scored are not picked again, so a long window fills over a few rounds.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from appliance.evals.evaluators import Encoder, Evaluators
-from appliance.evals.runner import EvalRunner, RunStats
+from appliance.evals.runner import SEEN, EvalRunner, RunStats
 from appliance.evals.store import EvalStore
 from appliance.settings import Settings
 from appliance.store.spans import SpanStore
@@ -26,11 +32,14 @@ SETTLE_S = 5.0
 # Above the process's nice value, like the RCA worker's: on Linux nice is per thread, so on
 # a busy host the API and ingest get the CPU first and scores wait.
 NICE = 10
+# (service, start, end): a window whose every call is scored (an open case's)
+Focus = Callable[[], Sequence[tuple[str, datetime, datetime]]]
 
 
 class EvalWorker:
-    def __init__(self, store: SpanStore, encoder: Encoder, s: Settings) -> None:
-        self.interval_s = s.evals_interval_s
+    def __init__(self, store: SpanStore, encoder: Encoder, s: Settings,
+                 focus: Focus | None = None) -> None:
+        self.interval_s, self.focus = s.evals_interval_s, focus
         self.runner = EvalRunner(store, EvalStore(store.db),
                                  Evaluators(encoder, s.evals_evaluators),
                                  s.evals_sample_rate, s.evals_cpu_budget)
@@ -45,13 +54,23 @@ class EvalWorker:
             return RunStats()
         budget_calls = max(1, int(self.interval_s * self.runner.cpu_budget
                                   / max(self.runner.cost_per_call, 1e-3)))
+        for service, start, end in (self.focus() if self.focus is not None else ()):
+            done = self.runner.run(f"service_name = ? AND {SEEN} >= ? AND {SEEN} < ?",
+                                   [service, start, end], sample_rate=1.0, stop=self._stop,
+                                   max_calls=budget_calls)
+            done.over_budget = 0  # not lost: the next round picks the rest of the window
+            self._add(done)
+            budget_calls -= done.evaluated
         stats = self.runner.run("received_at > ? AND received_at <= ?", [self.cursor, until],
-                                stop=self._stop, max_calls=budget_calls)
+                                stop=self._stop, max_calls=max(budget_calls, 0))
         self.cursor = until
+        self._add(stats)
+        return stats
+
+    def _add(self, stats: RunStats) -> None:
         for name in ("calls", "sampled", "evaluated", "scores", "not_scored", "over_budget"):
             setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
         self.totals.cpu_s += stats.cpu_s
-        return stats
 
     def start(self) -> None:
         if self._thread is None:

@@ -278,3 +278,30 @@ def test_built_in_scores_are_exported_as_the_collector_s_histograms(
     served = asyncio.run(scrape())
     assert served.status_code == 200 and served.text == text
     assert served.headers["content-type"].startswith("text/plain; version=0.0.4")
+
+
+def test_an_open_case_s_window_is_scored_whole(tmp_path: Path, evaluators: Evaluators) -> None:
+    """Beside a tiny sample of new calls, every call of the focus window (an open case's)
+    is scored; what one round's budget leaves, the next round takes."""
+    store = SpanStore(tmp_path / "spans.duckdb")
+    try:
+        r = replay(store, tmp_path, 60, 1.5, seed=9, app_scores=False)
+        in_window = store.read(
+            "SELECT count(*) AS n FROM spans WHERE operation = 'chat' AND service_name = "
+            "'rag-api' AND output_messages IS NOT NULL")[0]["n"]
+        window = [("rag-api", r.start, r.start + timedelta(seconds=120))]
+        worker = EvalWorker(store, evaluators.encoder,
+                            Settings(evals_sample_rate=0.01, evals_cpu_budget=1.0),
+                            focus=lambda: window)
+        worker.cursor = r.start - timedelta(seconds=1)
+        worker.runner.cost_per_call = 5.0 / (in_window - 3)  # the budget: all but 3 calls
+        first = worker.run_once(now=r.start + timedelta(seconds=120))
+        assert first.evaluated <= 3  # the sample of new calls gets what the focus left
+        assert worker.totals.evaluated == in_window - 3 + first.evaluated
+        worker.runner.cost_per_call = 0.001
+        worker.run_once(now=r.start + timedelta(seconds=121))
+        scored = store.read("SELECT count(DISTINCT span_id) AS n FROM evaluations "
+                            "WHERE service_name = 'rag-api'")[0]["n"]
+        assert scored == in_window
+    finally:
+        store.close()
