@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from appliance.cli.main import build, main
+from appliance.daemon import start_background
 from appliance.demo.replay import replay
 from appliance.detect import quality
 from appliance.evals import text
@@ -29,7 +32,7 @@ from appliance.evals.worker import EvalWorker
 from appliance.rca.embed import Embedder
 from appliance.settings import EVALUATORS, Settings
 from appliance.store.spans import SpanStore
-from tests.casework import app_for
+from tests.casework import app_for, open_records
 
 QUESTION = "How many days of annual leave does a new hire get?"
 CONTEXT = ("Every full-time employee earns 28 days of paid annual leave per year.",
@@ -305,3 +308,24 @@ def test_an_open_case_s_window_is_scored_whole(tmp_path: Path, evaluators: Evalu
         assert scored == in_window
     finally:
         store.close()
+
+
+def test_the_daemon_s_background_work_scores_arriving_calls(tmp_path: Path) -> None:
+    """start_background (the composition root's) loads the embedder on the evaluators'
+    thread and scores calls as they arrive, while the detectors and RCA are off."""
+    records = open_records(tmp_path, evals_interval_s=1, evals_sample_rate=1.0,
+                           evals_cpu_budget=1.0, rca_enabled=False,
+                           detect={"enabled": False})
+    stop = threading.Event()
+    try:
+        start_background(records, stop)
+        # Traffic that arrives over the next seconds (simulated arrival times from now on).
+        replay(records.store, tmp_path, 8, 2.0, seed=5, app_scores=False,
+               start=datetime.now(UTC))
+        deadline = time.monotonic() + 90
+        while EvalStore(records.store.db).count() == 0:
+            assert time.monotonic() < deadline, "the worker scored nothing"
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        records.store.close()
