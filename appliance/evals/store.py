@@ -18,7 +18,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -120,6 +120,13 @@ class EvalStore:
             "SELECT service_name AS service, name, count(score) AS scored, "
             "round(avg(score), 4) AS mean, count(*) - count(score) AS not_scored "
             f"FROM evaluations WHERE {' AND '.join(where)} GROUP BY ALL ORDER BY ALL", params)
+
+    def apply_retention(self, days: int, now: datetime | None = None) -> int:
+        """Delete scores made more than ``days`` ago (the spans' retention); how many."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        with self.db.transaction() as con:
+            found = con.execute("DELETE FROM evaluations WHERE scored_at < ?", [cutoff])
+            return int((found.fetchone() or (0,))[0])
 
     def count(self) -> int:
         return int(self.db.read("SELECT count(*) AS n FROM evaluations")[0]["n"])

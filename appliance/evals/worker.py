@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -29,6 +30,7 @@ from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.evals")
 SETTLE_S = 5.0
+RETENTION_EVERY_S = 3600
 # Above the process's nice value, like the RCA worker's: on Linux nice is per thread, so on
 # a busy host the API and ingest get the CPU first and scores wait.
 NICE = 10
@@ -40,6 +42,7 @@ class EvalWorker:
     def __init__(self, store: SpanStore, encoder: Encoder, s: Settings,
                  focus: Focus | None = None) -> None:
         self.interval_s, self.focus = s.evals_interval_s, focus
+        self.retention_days = s.span_retention_days
         self.runner = EvalRunner(store, EvalStore(store.db),
                                  Evaluators(encoder, s.evals_evaluators),
                                  s.evals_sample_rate, s.evals_cpu_budget)
@@ -86,8 +89,12 @@ class EvalWorker:
             os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + NICE)
         except (OSError, AttributeError):  # no per-thread priority here: run as we are
             log.info("the evaluator worker runs at the process's priority")
+        kept_at = 0.0
         while not self._stop.wait(self.interval_s):
             try:
+                if time.monotonic() - kept_at >= RETENTION_EVERY_S:  # scores go with spans
+                    kept_at = time.monotonic()
+                    self.runner.evals.apply_retention(self.retention_days)
                 self.run_once()
             except Exception:  # a failed round must not stop scoring; the next one goes on
                 log.exception("evaluator round failed")

@@ -329,3 +329,12 @@ def test_the_daemon_s_background_work_scores_arriving_calls(tmp_path: Path) -> N
     finally:
         stop.set()
         records.store.close()
+
+
+def test_scores_are_kept_as_long_as_spans(store: SpanStore) -> None:
+    evals = EvalStore(store.db)
+    old, new = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    evals.put([Evaluation("a" * 32, "b" * 16, "groundedness", 0.5, "v")], at=old)
+    evals.put([Evaluation("a" * 32, "c" * 16, "groundedness", 0.5, "v")], at=new)
+    assert evals.apply_retention(30, now=new + timedelta(days=1)) == 1
+    assert [r["span_id"] for r in evals.for_trace("a" * 32)] == ["c" * 16]
