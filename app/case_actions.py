@@ -134,8 +134,8 @@ def _resolve(cid: str) -> None:
 def run_again(cid: str, runs: int) -> None:
     """Queue another RCA run; ``runs`` (the runs so far) lets the panel wait for the next."""
     if _run(cid, lambda c: c.run_rca(cid),
-            lambda _: "Queued: the RCA worker runs it next; the diagnosis below updates "
-                      "when it ends.", where="dx_outcome"):
+            lambda _: "Queued: the RCA worker runs it next; this diagnosis updates by "
+                      "itself when it ends.", where="dx_outcome"):
         st.session_state[_key(cid, "rca_queued")] = (runs, time.monotonic())
 
 

@@ -189,6 +189,9 @@ def _fixes(case: Case) -> None:
                 [f"from {md(fix.source, 200)}"] if fix.source else [])
             if about:
                 st.caption(" · ".join(about))
+            if case.resolution.fix_applied == diagnosis.fix_text(fix):
+                st.success("The fix applied when this case was resolved.",
+                           icon=":material/check:")
             st.button("Resolve with this fix", key=f"dx_fix_{case.id}_{i}",
                       on_click=case_actions.resolve_with_fix,
                       args=(case.id, root or "", diagnosis.fix_text(fix)),

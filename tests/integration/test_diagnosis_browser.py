@@ -28,6 +28,8 @@ import pytest
 from appliance.demo import groundtruth
 from tests.conftest import Stack, running_stack, tracehold
 from tests.integration.test_console_browser import (  # noqa: F401 (chromium is a fixture)
+    DRAWN,
+    WAIT_MS,
     _check,
     _open,
     chromium,
@@ -149,6 +151,8 @@ def test_a_case_is_walked_from_open_to_its_diagnosis_and_resolved_with_a_fix(
     # (the worker may also have run by itself meanwhile: any later run will do)
     _wait("the requested run on the page", 180, lambda: any(
         int(n) > runs for n in re.findall(r"\brun (\d+) ·", page.locator("body").inner_text())))
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)  # the page redrawn with it, once
+    page.get_by_role("button", name="Run again", exact=True).scroll_into_view_if_needed()
     _check(page, "diagnosis-04-run-again")
 
     # Resolve with the first suggested fix
@@ -156,6 +160,7 @@ def test_a_case_is_walked_from_open_to_its_diagnosis_and_resolved_with_a_fix(
     fix = now["suggested_fixes"][0]
     page.get_by_role("button", name="Resolve with this fix", exact=True).first.click()
     page.get_by_text("Resolved with this fix").wait_for()
+    page.get_by_text("Resolved with this fix").scroll_into_view_if_needed()
     text = _check(page, "diagnosis-05-resolved", "Resolved with this fix", "Fix applied")
     assert "Resolved by " + story["user"] in text
     page.close()
@@ -168,6 +173,9 @@ def test_a_case_is_walked_from_open_to_its_diagnosis_and_resolved_with_a_fix(
     assert "How to verify" not in res["fix_applied"]
     if now["confidence"] >= 0.5:
         assert res["root_cause"] == now["root_cause"]
+    # the knowledge base learned the resolved case (the next similar one retrieves it)
+    _wait("the resolved case in the knowledge base", 60, lambda: json.loads(tracehold(
+        "kb", "status", "--json", data_dir=demo_stack.data_dir).stdout)["cases"] >= 1)
     acted = [(e["actor"], e["action"]) for e in final["timeline"]]
     assert (story["user"], "case.resolve") in acted
     assert acted[0][1] == "case.open" and acted[0][0].startswith("detector:"), acted

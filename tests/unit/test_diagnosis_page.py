@@ -259,6 +259,7 @@ def test_page_shows_the_diagnosis_and_resolves_with_a_fix(
         assert any("Resolved with this fix" in s for s in texts(at, "success")), \
             texts(at, "success")
         assert next(b for b in at.button if b.label == "Resolve with this fix").disabled
+        assert "The fix applied when this case was resolved." in texts(at, "success")
     after = incident.records.cases.get(case.id)
     assert after.status == "resolved"
     assert after.resolution.fix_applied == diagnosis.fix_text(diagnosis.fixes(case)[0])
