@@ -338,3 +338,24 @@ def test_scores_are_kept_as_long_as_spans(store: SpanStore) -> None:
     evals.put([Evaluation("a" * 32, "c" * 16, "groundedness", 0.5, "v")], at=new)
     assert evals.apply_retention(30, now=new + timedelta(days=1)) == 1
     assert [r["span_id"] for r in evals.for_trace("a" * 32)] == ["c" * 16]
+
+
+def test_the_daemon_scores_a_window_on_request(tmp_path: Path) -> None:
+    store = SpanStore(tmp_path / "spans.duckdb")
+    try:
+        r = replay(store, tmp_path, 30, 1.5, seed=3, app_scores=False)
+        window = {"from": r.start.isoformat(),
+                  "to": (r.start + timedelta(minutes=2)).isoformat(), "service": "chat-svc"}
+
+        async def post(body: dict[str, str]) -> httpx.Response:
+            transport = httpx.ASGITransport(app=app_for(store))
+            async with httpx.AsyncClient(transport=transport, base_url="http://daemon",
+                                         timeout=120) as c:
+                return await c.post("/api/v1/evals/run", json=body)
+
+        ok = asyncio.run(post(window))
+        assert ok.status_code == 200 and ok.json()["evaluated"] == ok.json()["calls"] > 0
+        backwards = asyncio.run(post({**window, "from": window["to"], "to": window["from"]}))
+        assert backwards.status_code == 400 and backwards.json()["type"] == "invalid_request"
+    finally:
+        store.close()
