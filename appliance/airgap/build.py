@@ -70,6 +70,9 @@ def build_time() -> tuple[int, str]:
 
 
 def _copy(src: Path, dst: Path, executable: bool = False) -> None:
+    # A link is copied as the file it names: the bundle holds regular files only, so the
+    # checks can refuse every link (PyInstaller links 36 shared libraries: ~180 MiB more).
+    src = src.resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)  # same file system: no copy of hundreds of megabytes

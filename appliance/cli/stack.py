@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -83,9 +82,11 @@ def _detach(s: Settings, timeout: float) -> None:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     s.state_file.unlink(missing_ok=True)
-    args = [sys.executable, "-m", "appliance", "up", "--data-dir", str(s.data_dir),
-            "--profile", str(s.profile), "--bind", s.bind_address, *(["--demo"] if s.demo else []),
-            "--demo-scenario", str(s.demo_scenario)]
+    from appliance.interpreter import module_argv
+
+    args = module_argv("appliance", "up", "--data-dir", str(s.data_dir),
+                       "--profile", str(s.profile), "--bind", s.bind_address,
+                       *(["--demo"] if s.demo else []), "--demo-scenario", str(s.demo_scenario))
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
     env = {**os.environ, **{f"TRACEHOLD_PORTS__{k.upper()}": str(v)

@@ -10,9 +10,9 @@ it reads the loopback ports directly, so it needs no API key.
 from __future__ import annotations
 
 import re
-import sys
 
 from appliance import resources
+from appliance.interpreter import module_argv
 from appliance.settings import Settings
 from appliance.stack import prometheus, victoriametrics
 from appliance.stack.spec import Component, ComponentSpec, Rendered
@@ -52,8 +52,8 @@ def console_env(s: Settings) -> dict[str, str]:
 
 
 def _argv(s: Settings, r: Rendered) -> list[str]:
-    return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+    return module_argv(
+        "streamlit", "run", str(APP),
         "--server.address=127.0.0.1", f"--server.port={s.ports.streamlit}",
         "--server.headless=true",
         "--browser.gatherUsageStats=false", "--global.developmentMode=false",
@@ -61,7 +61,7 @@ def _argv(s: Settings, r: Rendered) -> list[str]:
         "--server.fileWatcherType=none", "--server.runOnSave=false",
         "--client.toolbarMode=viewer", "--client.showErrorDetails=type",
         "--logger.level=warning",
-    ]
+    )
 
 
 COMPONENT = Component(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
+from appliance.interpreter import module_argv
 from appliance.settings import Settings
 from appliance.stack.spec import Component, Rendered
 
 
 def _argv(s: Settings, r: Rendered) -> list[str]:
-    return [sys.executable, "-m", "appliance.daemon", "--data-dir", str(s.data_dir)]
+    return module_argv("appliance.daemon", "--data-dir", str(s.data_dir))
 
 
 COMPONENT = Component(

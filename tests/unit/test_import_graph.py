@@ -15,7 +15,7 @@ ROOT = Path(appliance.__file__).parent
 LAYERS: list[set[str]] = [
     # foundation: settings, errors and small shared vocabularies
     {"errors", "headers", "times", "resources", "settings", "domain", "secrets",
-     "console_users", "filters", "pricing", "sdk"},
+     "console_users", "filters", "pricing", "sdk", "interpreter"},
     {"ingest"},            # OTLP in: decoding, GenAI conventions, rows
     {"store"},             # the span store and the shared database
     {"audit", "changes", "evals"},  # records every later stage writes through; evals:
