@@ -31,7 +31,8 @@ TEXT_CHARS = 220  # one fact's line, one similar case's root cause or fix
 # Values that say how a fact was computed, not what it found: left out of the table.
 _NOISE = {"threshold", "measure", "worse", "enough", "first_seen", "min_recent",
           "min_baseline", "n_recent", "n_baseline", "loop_repeats", "at", "source", "cohort",
-          "entity", "column", "value", "signal", "new", "same_service", "context_fill"}
+          "entity", "column", "value", "signal", "new", "same_service", "context_fill",
+          "first_loop_seen"}
 
 
 class HypothesisRow(TypedDict):

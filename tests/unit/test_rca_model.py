@@ -57,7 +57,8 @@ def _agent_loop() -> Evidence:
         "enough": True})
     ev.add(FactKind.trace_shape, "repeated_tool:web_search", {
         "tool": "web_search", "agent": "research", "arguments": '{"query": "q3 spend"}',
-        "max_identical_calls": 40, "looping_traces": 6, "loop_repeats": 10},
+        "max_identical_calls": 40, "looping_traces": 6, "loop_repeats": 10,
+        "first_loop_seen": (onset + timedelta(seconds=30)).isoformat()},
         ["ab" * 16, "cd" * 16])
     return ev
 
