@@ -153,8 +153,12 @@ def queued(cid: str) -> tuple[int, float] | None:
     return value if isinstance(value, tuple) else None
 
 
-def forget_queued(cid: str) -> None:
+def forget_queued(cid: str, landed_run: int | None = None) -> None:
+    """Stop waiting; once the run has landed its "Queued" outcome says so instead."""
     st.session_state.pop(_key(cid, "rca_queued"), None)
+    if landed_run is not None and _key(cid, "dx_outcome") in st.session_state:
+        st.session_state[_key(cid, "dx_outcome")] = (
+            "ok", f"Run {landed_run} has finished: the diagnosis above is its answer.")
 
 
 def _verify(cid: str) -> None:

@@ -43,7 +43,9 @@ def _awaited(case: Case) -> bool:
     pending = case_actions.queued(case.id)
     if pending is not None:
         before, at = pending
-        if runs > before or time.monotonic() - at > AWAIT_RERUN_S:
+        if runs > before:
+            case_actions.forget_queued(case.id, landed_run=runs)
+        elif time.monotonic() - at > AWAIT_RERUN_S:
             case_actions.forget_queued(case.id)
         else:
             return True

@@ -153,7 +153,8 @@ def test_a_case_is_walked_from_open_to_its_diagnosis_and_resolved_with_a_fix(
         int(n) > runs for n in re.findall(r"\brun (\d+) ·", page.locator("body").inner_text())))
     page.wait_for_function(DRAWN, timeout=WAIT_MS)  # the page redrawn with it, once
     page.get_by_role("button", name="Run again", exact=True).scroll_into_view_if_needed()
-    _check(page, "diagnosis-04-run-again")
+    text = _check(page, "diagnosis-04-run-again", "has finished: the diagnosis above")
+    assert "Queued" not in text
 
     # Resolve with the first suggested fix
     now = _get(demo_stack, cid)

@@ -297,3 +297,10 @@ def test_a_case_without_a_diagnosis_offers_a_run(incident: Incident,
         assert not at.exception, [e.value for e in at.exception]
         outcome = texts(at, "success") + texts(at, "error")
         assert any("Queued" in s for s in outcome), outcome
+        # the run lands (stored as the worker would): the page stops waiting and says so
+        incident.records.cases.set_rca(case.id, incident.rules, "rca:worker")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("Run 1 has finished" in s for s in texts(at, "success")), texts(at, "success")
+        assert not any("An RCA run is queued" in c.value for c in at.caption)
+        assert any(b.label == "Run again" for b in at.button)
