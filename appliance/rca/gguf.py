@@ -1,8 +1,12 @@
 """Reads and checks a GGUF file's header before llama.cpp sees it.
 
-llama.cpp trusts the file it is given: a truncated or corrupt GGUF can make it abort
-the whole process (``GGML_ASSERT``), which in the daemon would take ingest down with
-it. So every file is first walked here, in Python, from the header to the last
+llama.cpp has aborted the whole process (``GGML_ASSERT``) on malformed files in the
+past, which in the daemon would take ingest down with it. The build pinned here
+(llama-cpp-python 0.3.36) refused each corruption tried while writing this (a
+truncated file, a garbage metadata count, a zero head count, a wrong embedding length,
+an unknown tensor type) with a ValueError and no crash; the checks stay so a bad file
+gets a message that says what is wrong, and so a future build's asserts are never the
+only guard. Every file is first walked here, in Python, from the header to the last
 tensor: magic and version, every metadata key and value, every tensor's name, shape,
 type and offset; and every tensor must lie inside the file. A file that fails is a
 ``ModelUnavailable`` naming what is wrong, and llama.cpp never opens it. Known models
