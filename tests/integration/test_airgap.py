@@ -1,0 +1,258 @@
+"""The air-gap bundle end to end: built here (PyInstaller freeze and all), then installed
+and run inside a new network namespace that has only loopback, from a clean prefix, with
+a PATH that holds no Python of ours and a HOME with no pip cache.
+
+One walk, in order: the install succeeds and starts the stack (time from install.sh to
+the first derived metric is measured and written to the test output); a test trace goes
+in through Envoy and its metric is queryable; the stack is restarted under strace, a demo
+failure opens a case, the RCA runs with the bundled model, the case's export verifies,
+and no process of the appliance tried to connect to any address outside loopback;
+`--upgrade` over the running appliance keeps every span, case and audit entry; a bundle
+with one flipped byte is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
+
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # no venv, no pyenv: nothing of ours
+
+
+def _output_dir() -> Path:
+    out = Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "airgap"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundle's .tar, built as a build host would (`tracehold bundle build`).
+    TRACEHOLD_TEST_FROZEN names an already frozen folder to skip the ~10 minute freeze
+    when iterating locally; CI freezes."""
+    out = tmp_path_factory.mktemp("bundle")
+    frozen = os.environ.get("TRACEHOLD_TEST_FROZEN")
+    argv = [sys.executable, "-m", "appliance", "bundle", "build", "--out", str(out),
+            "--signing-key", str(out / "keys" / "bundle.pem"), "--json",
+            *(["--frozen", frozen] if frozen else [])]
+    t0 = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    built = json.loads(done.stdout)
+    built["build_seconds"] = round(time.monotonic() - t0, 1)
+    (_output_dir() / "bundle.json").write_text(json.dumps(built, indent=1))
+    return Path(built["archive"])
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"tracehold-airgap-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+                       check=True)
+        links = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "link"],
+                               capture_output=True, text=True, check=True).stdout
+        assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"]
+        yield name
+    finally:
+        # whatever still runs in it (a failed test's stack) ends with it
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(["kill", "-9", pid], check=False)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+class Host:
+    """Runs commands inside the namespace with a bare environment."""
+
+    def __init__(self, ns: str, home: Path) -> None:
+        self.ns, self.home = ns, home
+
+    def argv(self, *args: str) -> list[str]:
+        return ["ip", "netns", "exec", self.ns, "env", "-i", f"PATH={PATH}",
+                f"HOME={self.home}", "LANG=C.UTF-8", *args]
+
+    def run(self, *args: str, timeout: float = 600,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(self.argv(*args), capture_output=True, text=True,
+                              timeout=timeout)
+        if check:
+            assert done.returncode == 0, f"{args}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        return done
+
+
+def _json(done: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    return json.loads(done.stdout)
+
+
+def _unpack(archive: Path, into: Path) -> Path:
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True)
+    (top,) = list(into.iterdir())
+    return top
+
+
+def _counts(host: Host, cmd: str, data: Path) -> dict[str, int]:
+    status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
+    cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir", str(data)))
+    audit = _json(host.run(cmd, "audit", "verify", "--json", "--data-dir", str(data)))
+    assert audit["ok"] is True, audit
+    return {"spans": int(status["spans_stored"] or 0), "cases": len(cases),
+            "audit_entries": int(audit["entries"])}
+
+
+NON_LOOPBACK = re.compile(
+    r'connect\(\d+, \{sa_family=AF_INET6?, (?:sin6?_port=htons\(\d+\), )?'
+    r'(?:sin_addr=inet_addr\("(?P<v4>[^"]+)"\)|[^}]*?inet_pton\(AF_INET6, "(?P<v6>[^"]+)")')
+
+
+def outside_loopback(strace_log: str) -> list[str]:
+    """Every connect() in the log to an IPv4 or IPv6 address that is not loopback."""
+    bad = []
+    for line in strace_log.splitlines():
+        m = NON_LOOPBACK.search(line)
+        if not m:
+            continue
+        v4, v6 = m.group("v4"), m.group("v6")
+        if (v4 and not v4.startswith("127.")) or (v6 and v6 not in ("::1",)
+                                                  and not v6.startswith("::ffff:127.")):
+            bad.append(line.strip())
+    return bad
+
+
+def test_outside_loopback_reads_strace_lines() -> None:
+    lines = ['123 connect(7, {sa_family=AF_INET, sin_port=htons(443), '
+             'sin_addr=inet_addr("20.42.65.92")}, 16) = -1 ENETUNREACH',
+             '5 connect(3, {sa_family=AF_INET, sin_port=htons(18700), '
+             'sin_addr=inet_addr("127.0.0.1")}, 16) = 0',
+             '6 connect(9, {sa_family=AF_INET6, sin6_port=htons(53), sin6_flowinfo=htonl(0), '
+             'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1',
+             '7 connect(4, {sa_family=AF_UNIX, sun_path="/run/x.sock"}, 110) = 0']
+    assert outside_loopback("\n".join(lines)) == [lines[0], lines[2]]
+
+
+def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
+                                                      tmp_path: Path) -> None:
+    out = _output_dir()
+    home = tmp_path / "home"
+    home.mkdir()
+    host = Host(netns, home)
+    top = _unpack(bundle, tmp_path / "unpacked")
+    prefix, data = tmp_path / "opt" / "tracehold", tmp_path / "var" / "tracehold"
+    cmd = str(prefix / "bin" / "tracehold")
+    report: dict[str, object] = {"bundle_bytes": bundle.stat().st_size}
+
+    # A flipped byte anywhere is refused before anything is written.
+    damaged = _unpack(bundle, tmp_path / "damaged")
+    gguf = next((damaged / "models").glob("*.gguf"))
+    with gguf.open("r+b") as f:
+        f.seek(gguf.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    refused = host.run(str(damaged / "install.sh"), "--prefix", str(prefix), "--data-dir",
+                       str(data), check=False)
+    assert refused.returncode != 0 and f"models/{gguf.name}: FAILED" in refused.stderr
+    assert not prefix.exists() and not data.exists()
+
+    # Install and start; the clock runs to the first derived metric.
+    t0 = time.monotonic()
+    installed = host.run(str(top / "install.sh"), "--prefix", str(prefix), "--data-dir",
+                         str(data), "--free-ports", "--bind", "127.0.0.1", timeout=900)
+    assert "First API key" in installed.stdout, installed.stdout
+    trace = _json(host.run(cmd, "send-test-trace", "--json", "--timeout", "120",
+                           "--data-dir", str(data), timeout=300))
+    report["install_to_first_metric_s"] = round(time.monotonic() - t0, 1)
+    assert trace.get("ok", True) is not False, trace
+    status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
+    assert status["running"] and all(c["status"] == "ok" for c in status["components"])
+
+    # Restart under strace: every connect() of every process of the appliance is logged.
+    host.run(cmd, "down", "--data-dir", str(data))
+    log = tmp_path / "connect.strace"
+    traced = subprocess.Popen(host.argv(
+        "strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(log),
+        cmd, "up", "--data-dir", str(data), "--free-ports", "--bind", "127.0.0.1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            st = _json(host.run(cmd, "status", "--json", "--data-dir", str(data), check=False))
+            if st.get("running") and all(c["status"] == "ok" for c in st["components"]):
+                break
+            assert traced.poll() is None, "the stack under strace exited"
+            time.sleep(1)
+        else:
+            pytest.fail("the stack under strace did not become healthy")
+        demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
+                              "provider_error", "--at", "45", "--duration", "100", "--json",
+                              "--data-dir", str(data), timeout=400))
+        assert demo["acknowledged"] > 0
+        deadline, case = time.monotonic() + 180, None
+        while time.monotonic() < deadline:
+            cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir", str(data)))
+            if cases:
+                case = _json(host.run(cmd, "cases", "show", cases[0]["id"], "--json",
+                                      "--data-dir", str(data)))
+                if case.get("rca"):
+                    break
+            time.sleep(2)
+        assert case is not None and case["failure_type"] == "provider_error", case
+        assert case.get("rca"), "no RCA ran on the case"
+        details = case["rca"]["details"]
+        report["rca"] = {"model": case["rca"].get("model"), "status": details.get("status"),
+                         "model_name": details.get("model_name"),
+                         "model_seconds": (details.get("model_answer") or {}).get("seconds"),
+                         "root_cause": case.get("root_cause")}
+        (out / "airgap-rca.json").write_text(json.dumps(report["rca"], indent=1))
+        # The bundled GGUF loaded in the frozen appliance and was asked (on a loaded
+        # machine it may run out of its time: the status says so and the rules answer).
+        gguf_name = next((prefix / "current" / "models").glob("*.gguf")).stem
+        assert details.get("model_name") == gguf_name, details.get("status")
+        assert not str(details.get("status")).startswith("model_unavailable"), details
+        export = tmp_path / "case.zip"
+        host.run(cmd, "cases", "export", case["id"], "--out", str(export), "--data-dir",
+                 str(data))
+        verified = _json(host.run(cmd, "verify-export", str(export), "--json", "--data-dir",
+                                  str(data)))
+        assert verified["ok"] is True, verified
+        before = _counts(host, cmd, data)
+    finally:
+        host.run(cmd, "down", "--data-dir", str(data), check=False)
+        traced.wait(timeout=120)
+        for name in ("daemon.log", "supervisor.log"):
+            if (data / "logs" / name).exists():
+                shutil.copy(data / "logs" / name, out / name)
+    strace_log = log.read_text(errors="replace")
+    shutil.copy(log, out / "connect.strace")
+    report["connect_calls"] = strace_log.count("connect(")
+    assert report["connect_calls"], "strace recorded nothing"
+    assert outside_loopback(strace_log) == []
+
+    # An upgrade over the running appliance keeps every span, case and audit entry.
+    host.run(cmd, "up", "--detach", "--data-dir", str(data), "--free-ports", "--bind",
+             "127.0.0.1", timeout=400)
+    host.run(str(top / "install.sh"), "--upgrade", "--prefix", str(prefix), "--data-dir",
+             str(data), "--free-ports", "--bind", "127.0.0.1", timeout=900)
+    after = _counts(host, cmd, data)
+    report["counts_before_upgrade"], report["counts_after_upgrade"] = before, after
+    assert after["spans"] == before["spans"] and after["cases"] == before["cases"]
+    assert after["audit_entries"] >= before["audit_entries"]  # the upgrade may add entries
+    host.run(str(top / "install.sh"), "--uninstall", "--purge", "--prefix", str(prefix),
+             "--data-dir", str(data), timeout=300)
+    assert not data.exists()
+    (out / "airgap.json").write_text(json.dumps(report, indent=1))
