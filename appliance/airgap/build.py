@@ -71,7 +71,8 @@ def build_time() -> tuple[int, str]:
 
 def _copy(src: Path, dst: Path, executable: bool = False) -> None:
     # A link is copied as the file it names: the bundle holds regular files only, so the
-    # checks can refuse every link (PyInstaller links 36 shared libraries: ~180 MiB more).
+    # checks can refuse every symlink. PyInstaller links 36 shared libraries (~180 MiB);
+    # hard-linked here, the tar stores each once, and only the install has two copies.
     src = src.resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:

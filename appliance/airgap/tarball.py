@@ -50,9 +50,9 @@ def write(folder: Path, target: Path, mtime: int, progress: Progress | None = No
 
 
 def unpack(archive: Path, into: Path) -> Path:
-    """Unpack a bundle archive into ``into``; the bundle's top folder. Only regular files
-    and folders inside that one folder are accepted (tarfile's ``data`` filter refuses
-    links out, absolute names and devices)."""
+    """Unpack a bundle archive into ``into``; the bundle's top folder. Only regular files,
+    folders and hard links inside that one folder are accepted (tarfile's ``data`` filter
+    refuses links out, absolute names and devices)."""
     try:
         with tarfile.open(archive) as tar:
             names = {m.name.split("/", 1)[0] for m in tar.getmembers()}
@@ -60,7 +60,9 @@ def unpack(archive: Path, into: Path) -> Path:
                 raise BundleCorrupt(f"{archive.name}: expected one top folder, found "
                                     f"{sorted(names)[:5]}")
             for member in tar.getmembers():
-                if not (member.isfile() or member.isdir()):
+                # hard links: the build links one file into several places (PyInstaller's
+                # library links, copied as files); the data filter keeps them inside
+                if not (member.isfile() or member.isdir() or member.islnk()):
                     raise BundleCorrupt(f"{member.name}: not a regular file")
             tar.extractall(into, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:

@@ -152,6 +152,23 @@ def test_the_archive_is_the_same_bytes_when_built_twice(tmp_path: Path) -> None:
     assert verify_bundle(unpacked).version == "9.9.9"
 
 
+def test_a_file_linked_into_two_places_is_stored_once_and_unpacks_as_both(
+        tmp_path: Path) -> None:
+    signer = _signer(tmp_path)
+    top = tmp_path / "tracehold-9.9.9-linux-x86_64"
+    lib = top / "appliance" / "_internal" / "pyarrow" / "libarrow.so"
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(os.urandom(200_000))
+    build._copy(lib, top / "appliance" / "_internal" / "libarrow.so")  # as build does
+    _make(top, signer)
+    archive = tmp_path / "b.tar"
+    tarball.write(top, archive, EPOCH)
+    assert archive.stat().st_size < 2 * 200_000  # the second place is a link entry
+    unpacked = tarball.unpack(archive, tmp_path / "out")
+    assert (unpacked / "appliance/_internal/libarrow.so").read_bytes() == lib.read_bytes()
+    assert verify_bundle(unpacked).version == "9.9.9"
+
+
 def test_a_damaged_archive_is_refused(tmp_path: Path, bundle: tuple[Path, Signer]) -> None:
     top, _ = bundle
     archive = tmp_path / "b.tar"
