@@ -74,6 +74,8 @@ SCOPE = {"service": 1.0, "shared_value": 0.8}
 ONE_ROLLOUT_S = 120.0  # new values first seen this close together came with one rollout
 SERVICE_ITSELF = 0.4  # the fallback: the service, with no narrower entity found
 NOISE = 0.05  # candidates scoring less are not listed
+LOOP_FIT = 0.6  # a change kind at least this fit for agent loops can set one off
+LOOP_CLAIMED = 0.5  # a tool loop a change set off is listed at this share of its score
 
 
 @dataclass
@@ -161,7 +163,10 @@ def _changes(ev: Evidence, failure_type: FailureType, groups: list[_Group],
         if group is not None:  # its new value carries the symptom: blamed by the data
             data, note = 0.6 + 0.4 * group.gap, f"; its value is worse ({group.gap:.2f})"
             ids += group.ids()
-            claimed.update(id(g) for g in [group, *group.rollout])
+            # It explains the values of its own kind that came with it (a model swap's new
+            # temperature), not another kind's: a re-index shipped with a new model does
+            # not take the model's blame.
+            claimed.update(id(g) for g in [group, *group.rollout] if g.entity == group.entity)
         elif matched is not None:  # its new value is in the data and healthy: cleared
             data, note = 0.3, "; its value is healthy in the data"
             ids.append(matched.id)
@@ -186,6 +191,36 @@ def _lag_text(lag_s: float) -> str:
 def _about_of(ev: Evidence, fact_id: Any) -> str:
     fact = next((f for f in ev.facts if f.id == fact_id), None)
     return fact.about if fact is not None else ""
+
+
+def _behind(ev: Evidence, failure_type: FailureType, out: list[Hypothesis],
+            loops: list[Fact]) -> Hypothesis | None:
+    """The change in the case's own service, shortly before the onset and of a kind that
+    can set an agent off looping, that a tool loop new since the onset follows: its score
+    rises to what the loop shows (the data speaks for it, as a bad cohort does for a
+    change whose new value it carries), and the loop's facts become its evidence."""
+    if failure_type != T.agent_loop or not loops:
+        return None
+    best: tuple[float, Hypothesis] | None = None
+    seen = min(str(f.values["first_loop_seen"]) for f in loops)
+    for h in out:
+        c = ev.get(FactKind.change, h.ref) if h.kind == "change" else None
+        if c is None or not c.values["same_service"] or not isinstance(c.values["at"], str):
+            continue
+        # Before the first looping run was seen whole (its first spans may start before
+        # the change: a run is long), and not long before.
+        lead = (_time(seen) - _time(c.values["at"])).total_seconds()  # type: ignore[operator]
+        fit = CHANGE_FIT[failure_type].get(ChangeKind(str(c.values["change_kind"])), 0.3)
+        if fit >= LOOP_FIT and 0 <= lead <= PROMPT_LAG_S + AFTER_ONSET_S and (
+                best is None or fit > best[0]):
+            best = (fit, h)
+    if best is None:
+        return None
+    fit, h = best
+    h.score = round(max(h.score, fit * max(loop_strength(f) for f in loops)), 3)
+    h.evidence_ids += [f.id for f in loops if f.id not in h.evidence_ids]
+    h.summary += "; a tool loop began after it"
+    return h
 
 
 def candidates(ev: Evidence, failure_type: FailureType, type_score: float,
@@ -214,16 +249,20 @@ def candidates(ev: Evidence, failure_type: FailureType, type_score: float,
                                   f"{float(p.values['recent'] or 0):.0%} of calls (baseline "
                                   f"{float(p.values['baseline'] or 0):.0%}) in "
                                   f"{p.values['services_affected']} services"))
-    for f in ev.of(FactKind.trace_shape):
-        if f.about.startswith("repeated_tool:"):
-            s, v = loop_strength(f), f.values
-            out.append(Hypothesis("tool", str(v["tool"]), round(fit.get("tool", 0.3) * s, 3),
-                                  [f.id], f"tool {v['tool']} called {v['max_identical_calls']} "
-                                          f"times with the same arguments"))
-            if v["agent"]:
-                out.append(Hypothesis("agent", str(v["agent"]),
-                                      round(0.8 * fit.get("agent", 0.3) * s, 3), [f.id],
-                                      f"agent {v['agent']} repeats the call"))
+    loops = [f for f in ev.of(FactKind.trace_shape) if f.about.startswith("repeated_tool:")]
+    behind = _behind(ev, failure_type, out, loops)
+    for f in loops:
+        s, v = loop_strength(f), f.values
+        # A change that set the loop off is the cause; the tool is where it shows.
+        scale, since = (LOOP_CLAIMED, f" since change {behind.ref}") if behind else (1.0, "")
+        out.append(Hypothesis("tool", str(v["tool"]),
+                              round(scale * fit.get("tool", 0.3) * s, 3), [f.id],
+                              f"tool {v['tool']} called {v['max_identical_calls']} "
+                              f"times with the same arguments{since}"))
+        if v["agent"]:
+            out.append(Hypothesis("agent", str(v["agent"]),
+                                  round(scale * 0.8 * fit.get("agent", 0.3) * s, 3), [f.id],
+                                  f"agent {v['agent']} repeats the call{since}"))
     trend = ev.get(FactKind.turn_trend, "coherence_by_turn")
     why = (f": quality falls with the turn index (late turns {trend.values['late_recent']}, "
            f"early {trend.values['early_recent']})" if trend is not None

@@ -33,8 +33,9 @@ def trace_shapes(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> 
     args = attribute(TOOL_CALL_ARGUMENTS)
     rows = store.read(
         f"SELECT tool_name AS tool, any_value(agent_name) AS agent, {args} AS args, trace_id, "
-        f"count(*) AS n FROM spans WHERE {scope} AND {SEEN} >= ? AND tool_name IS NOT NULL "
-        "GROUP BY tool_name, args, trace_id HAVING count(*) >= ? ORDER BY n DESC",
+        f"count(*) AS n, max({SEEN}) AS seen FROM spans WHERE {scope} AND {SEEN} >= ? "
+        "AND tool_name IS NOT NULL GROUP BY tool_name, args, trace_id "
+        "HAVING count(*) >= ? ORDER BY n DESC",
         [*params, w.onset, cfg.loop_repeats])
     by_tool: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
@@ -44,6 +45,9 @@ def trace_shapes(store: SpanStore, ev: Evidence, w: Span, cfg: DetectConfig) -> 
             "tool": tool, "agent": loops[0]["agent"], "arguments": loops[0]["args"],
             "max_identical_calls": int(loops[0]["n"]),
             "looping_traces": len({r["trace_id"] for r in loops}),
+            # when the first looping run was seen whole: a change before it can have set
+            # it off, though the run's first spans start before the change
+            "first_loop_seen": min(r["seen"] for r in loops).isoformat(),
             "loop_repeats": cfg.loop_repeats}, [r["trace_id"] for r in loops])
     per_trace = store.read(
         "SELECT median(n) FILTER (WHERE t >= ?) AS recent, median(n) FILTER (WHERE t < ?) "

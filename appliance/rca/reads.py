@@ -130,10 +130,13 @@ def _f(v: Any) -> float | None:
 
 
 def change_point(store: SpanStore, w: Span, value: str, where: str, log_scale: bool,
-                 worse: int, earliest: datetime, min_side: int = 5) -> datetime | None:
+                 worse: int, earliest: datetime, min_side: int = 5,
+                 min_after: int | None = None) -> datetime | None:
     """When the signal shifted the bad way: the split of the spans seen from ``earliest``
     to the window's end that maximises the standardised difference of the two sides'
     means (one change point, binary segmentation's first step). None without a shift.
+    ``min_after``: fewest samples the recent side keeps (a split that leaves fewer than
+    the RCA needs to judge a signal would only discard the evidence).
 
     A detector's onset is the first symptomatic span of its recent window, which for a
     signal with a baseline rate (a few errors, every latency) is often the window's
@@ -147,13 +150,14 @@ def change_point(store: SpanStore, w: Span, value: str, where: str, log_scale: b
     if log_scale:
         values = [(t, math.log(v)) for t, v in values if v > 0]
     n = len(values)
-    if n < 2 * min_side:
+    recent_side = max(min_side, min_after or 0)  # the recent side is judged: enough to judge
+    if n < min_side + recent_side:
         return None
     prefix = [0.0]
     for _, v in values:
         prefix.append(prefix[-1] + v)
     best, at = 0.0, None
-    for k in range(min_side, n - min_side + 1):
+    for k in range(min_side, n - recent_side + 1):
         if values[k][0] < earliest:
             continue
         before, after = prefix[k] / k, (prefix[n] - prefix[k]) / (n - k)

@@ -28,6 +28,8 @@ PRIOR = 0.15  # what the detector's verdict adds to its type's score
 MAX_HYPOTHESES = 4
 RULES_CAP = 0.9  # rules alone never claim certainty; agreement of a KB or model may add
 DETERMINED = 0.5
+TIE_MARGIN = 0.1  # top two hypotheses closer than this are a (near) tie
+TIE_COST = 0.4
 
 
 @dataclass
@@ -216,6 +218,9 @@ def diagnose(ev: Evidence, kb_agreement: float | None = None,
     type_margin, hyp_margin = clip((s1 - s2) / 0.4), clip((h1 - h2) / 0.3)
     full = completeness(ev, top.failure_type)
     conf = (s1 + h1) / 2 * (0.55 + 0.25 * type_margin + 0.2 * hyp_margin)
+    # Two candidates that the evidence scores alike cannot be told apart: naming either
+    # would be a guess, so a near tie costs up to TIE_COST of the confidence.
+    conf *= 1 - TIE_COST * (1 - clip((h1 - h2) / TIE_MARGIN)) if len(hyps) > 1 else 1
     conf = RULES_CAP * conf * (0.5 + 0.5 * full)
     conf = round(_agreement(_agreement(conf, kb_agreement), model_agreement), 3)
     return Diagnosis(top.failure_type, types, hyps, conf, conf >= DETERMINED, full,

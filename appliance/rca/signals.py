@@ -117,7 +117,7 @@ def refine_onset(store: SpanStore, service: str, detected: datetime, end: dateti
     recent = timedelta(seconds=cfg.recent_window_s)
     w = Span(service, detected - timedelta(seconds=cfg.baseline_window_s), detected, end)
     found = change_point(store, w, spec.value, spec.where, spec.agg == "median", spec.worse,
-                         detected - recent)
+                         detected - recent, min_after=cfg.min_recent)
     return found or detected
 
 
