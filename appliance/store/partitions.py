@@ -97,13 +97,16 @@ def rebuild_view(con: duckdb.DuckDBPyConnection, names: str,
     con.execute("CREATE OR REPLACE VIEW spans_sealed AS "
                 + (sealed or f"SELECT {names} FROM {HOT} WHERE false"))
     # Only keys, times and row ids are joined and grouped; whole hot rows are read once,
-    # for the row ids chosen. min(rowid): the first copy stored wins.
+    # for the row ids chosen. min(rowid): the first copy stored wins. An explicit ANTI
+    # JOIN, not NOT EXISTS: DuckDB builds it on the hot rows and pushes their key and
+    # start-time ranges into the sealed scans (zone maps); NOT EXISTS decorrelates into
+    # IS NOT DISTINCT FROM conditions that it does not push, and read every sealed key
+    # on every query (3M spans, 30k hot: trace view p50 352 -> 63 ms, count 261 -> 40 ms).
     con.execute(
         f"CREATE OR REPLACE VIEW spans AS SELECT {names} FROM spans_sealed UNION ALL "
         f"SELECT {names} FROM {HOT} WHERE rowid IN (SELECT min(h.rowid) FROM {HOT} h "
-        "WHERE NOT EXISTS (SELECT 1 FROM spans_sealed s WHERE s.trace_id = h.trace_id "
-        "AND s.span_id = h.span_id AND s.start_time = h.start_time) "
-        "GROUP BY h.trace_id, h.span_id)")
+        "ANTI JOIN spans_sealed s ON s.trace_id = h.trace_id AND s.span_id = h.span_id "
+        "AND s.start_time = h.start_time GROUP BY h.trace_id, h.span_id)")
 
 
 def _covering(parts: Sequence[Partition], hour: int) -> Partition | None:
@@ -122,7 +125,7 @@ def seal(con: duckdb.DuckDBPyConnection, names: str, ddl: str,
     """Move every hot row into its partition (one per key, none already there), drop the
     hot rows whose partition ends by ``expire_before_hour`` (older than the retention),
     and empty the hot table. Call inside a transaction."""
-    part_sql = PART.format(t="h.")
+    part_sql = PART.format(t="")
     hot = con.execute(f"SELECT count(*) FROM {HOT}").fetchone()
     total = int(hot[0]) if hot else 0
     if not total:
@@ -146,13 +149,16 @@ def seal(con: duckdb.DuckDBPyConnection, names: str, ddl: str,
             created += 1
         # The anti-join reads only the partition's row groups whose start times overlap
         # the hot rows' (a retry has its span's start time): constant bounds, zone maps.
+        # Each seal's rows are written in trace id order: a trace view then reads one row
+        # group per seal (zone maps on trace_id; start-time order: p95 318 -> 32 ms over
+        # 3M spans), and a time range still prunes by seal (a seal's rows are minutes).
         row = con.execute(
             f"INSERT INTO {part.name} ({names}) SELECT {names} FROM {HOT} WHERE rowid IN ("
-            f"SELECT min(h.rowid) FROM {HOT} h WHERE {part_sql} = ? AND NOT EXISTS ("
-            f"SELECT 1 FROM {part.name} s WHERE s.trace_id = h.trace_id "
+            f"SELECT min(h.rowid) FROM (SELECT rowid, * FROM {HOT} WHERE {part_sql} = ?) h "
+            f"ANTI JOIN (SELECT trace_id, span_id, start_time FROM {part.name} "
+            "WHERE start_time BETWEEN ? AND ?) s ON s.trace_id = h.trace_id "
             "AND s.span_id = h.span_id AND s.start_time = h.start_time "
-            "AND s.start_time BETWEEN ? AND ?) "
-            "GROUP BY h.trace_id, h.span_id) ORDER BY start_time",
+            "GROUP BY h.trace_id, h.span_id) ORDER BY trace_id, start_time",
             [first, lo, hi]).fetchone()
         n_moved = int(row[0]) if row else 0
         moved += n_moved

@@ -166,11 +166,9 @@ class SpanStore:
         try:
             with self.db.transaction() as con:
                 migrate(con, "spans", MIGRATIONS)
-                changed = False
                 for table in (HOT, *(p.name for p in partitions.partitions(con))):
-                    changed |= _add_missing_columns(con, table)  # fields added since
-                if changed:
-                    partitions.rebuild_view(con, _NAMES)
+                    _add_missing_columns(con, table)  # fields added since
+                partitions.rebuild_view(con, _NAMES)  # this version's columns and form
                 found = con.execute(f"SELECT count(*) FROM {HOT}").fetchone()
                 self._hot = int(found[0]) if found else 0
         except BaseException:

@@ -292,7 +292,6 @@ _CHILD = textwrap.dedent("""
     from pathlib import Path
     from appliance.store import partitions
     from appliance.store.spans import SpanStore
-from appliance.store.storage import storage_report
     from tests.unit.test_store_partitions import ROWS
 
     what = sys.argv[2]
