@@ -209,7 +209,9 @@ def diagnose(ev: Evidence, kb_agreement: float | None = None,
         if failure_type == ev.detected_type:
             score = clip(score + PRIOR)
         types.append(TypeScore(failure_type, round(score, 3), list(dict.fromkeys(ids))))
-    types.sort(key=lambda t: -t.score)
+    # At equal scores the detector's verdict decides (two faults in one service both
+    # score full marks: the case is about the one its detector saw).
+    types.sort(key=lambda t: (-t.score, t.failure_type != ev.detected_type))
     top = types[0]
     hyps = candidates(ev, top.failure_type, top.score, top.evidence_ids)[:MAX_HYPOTHESES]
     s1, s2 = top.score, types[1].score
