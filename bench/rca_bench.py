@@ -185,11 +185,13 @@ def main() -> None:
     p.add_argument("--variants", default="rules,kb,model,full")
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--per-type", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1,
+                   help="another seed draws other incidents of the same design (held out)")
     p.add_argument("--only", nargs="*", default=None, help="incident ids")
     p.add_argument("--rebuild", action="store_true", help="replay every incident afresh")
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args()
-    specs = incidents.suite(a.per_type)
+    specs = incidents.suite(a.per_type, a.seed)
     if a.only:
         specs = [s for s in specs if s.id in a.only]
     previous = json.loads(a.out.read_text()) if a.out.exists() else {}
@@ -204,7 +206,7 @@ def main() -> None:
         for name, outs in got.outcomes.items():
             m = metrics(outs, got.missed, got.normal_s / 3600)
             results[name] = {"available": True, **about.get(name, {}), "complete": complete,
-                             "per_type": a.per_type, "only": a.only,
+                             "per_type": a.per_type, "seed": a.seed, "only": a.only,
                              "rca_sources": _rca_sources(),
                              "incidents_done": len(got.done), "metrics": m, "goals": _goals(m),
                              "started_at": started, "measured_at": now,

@@ -694,4 +694,5 @@ if __name__ == "__main__":  # build the cache: python -m tests.rca_incidents [wo
     import sys
 
     worker, workers = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (0, 1)
-    build_all(suite()[worker::workers], progress=True)
+    per_type, seed = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (10, 1)
+    build_all(suite(per_type, seed)[worker::workers], progress=True)
