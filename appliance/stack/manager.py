@@ -71,6 +71,9 @@ class StackManager:
             progress("stopping …")
             sup.stop()
             self.s.state_file.unlink(missing_ok=True)
+            # Stopped, its effective settings no longer win: a config.toml edited now is
+            # what the next CLI command reads.
+            self.s.effective_file.unlink(missing_ok=True)
             progress("stopped")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

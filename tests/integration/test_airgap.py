@@ -6,7 +6,8 @@ One walk, in order: the install succeeds and starts the stack (time from install
 the first derived metric is measured and written to the test output); a test trace goes
 in through Envoy and its metric is queryable; the stack is restarted under strace, a demo
 failure opens a case, the RCA runs with the bundled model, the case's export verifies,
-and no process of the appliance tried to connect to any address outside loopback;
+and no process of the appliance tried to connect to any address outside loopback but
+the one configured notification destination (which it did try);
 `--upgrade` over the running appliance keeps every span, case and audit entry; a bundle
 with one flipped byte is refused before anything is written.
 """
@@ -115,22 +116,22 @@ def _counts(host: Host, cmd: str, data: Path) -> dict[str, int]:
             "audit_entries": int(audit["entries"])}
 
 
-NON_LOOPBACK = re.compile(
-    r'connect\(\d+, \{sa_family=AF_INET6?, (?:sin6?_port=htons\(\d+\), )?'
+CONNECT = re.compile(
+    r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((?P<port>\d+)\), '
     r'(?:sin_addr=inet_addr\("(?P<v4>[^"]+)"\)|[^}]*?inet_pton\(AF_INET6, "(?P<v6>[^"]+)")')
 
 
-def outside_loopback(strace_log: str) -> list[str]:
-    """Every connect() in the log to an IPv4 or IPv6 address that is not loopback."""
+def outside_loopback(strace_log: str) -> list[tuple[str, int]]:
+    """Every (address, port) the log shows a connect() to, IPv4 or IPv6, that is not
+    loopback; in order, repeats kept."""
     bad = []
     for line in strace_log.splitlines():
-        m = NON_LOOPBACK.search(line)
+        m = CONNECT.search(line)
         if not m:
             continue
-        v4, v6 = m.group("v4"), m.group("v6")
-        if (v4 and not v4.startswith("127.")) or (v6 and v6 not in ("::1",)
-                                                  and not v6.startswith("::ffff:127.")):
-            bad.append(line.strip())
+        addr = m.group("v4") or m.group("v6")
+        if not (addr.startswith("127.") or addr == "::1" or addr.startswith("::ffff:127.")):
+            bad.append((addr, int(m.group("port"))))
     return bad
 
 
@@ -142,7 +143,13 @@ def test_outside_loopback_reads_strace_lines() -> None:
              '6 connect(9, {sa_family=AF_INET6, sin6_port=htons(53), sin6_flowinfo=htonl(0), '
              'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1',
              '7 connect(4, {sa_family=AF_UNIX, sun_path="/run/x.sock"}, 110) = 0']
-    assert outside_loopback("\n".join(lines)) == [lines[0], lines[2]]
+    assert outside_loopback("\n".join(lines)) == [("20.42.65.92", 443), ("2001:db8::1", 53)]
+
+
+# The one address the appliance may contact beyond loopback in this test: a webhook
+# destination (TEST-NET-1, unroutable here). Its attempts prove the recording sees
+# connections that leave loopback; nothing else may appear.
+WEBHOOK = ("192.0.2.10", 8080)
 
 
 def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
@@ -182,7 +189,11 @@ def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
     assert status["running"] and all(c["status"] == "ok" for c in status["components"])
 
     # Restart under strace: every connect() of every process of the appliance is logged.
+    # A webhook destination is configured: the only address outside loopback allowed.
     host.run(cmd, "down", "--data-dir", str(data))
+    with (data / "config.toml").open("a") as f:
+        f.write(f'\n[[notify.destinations]]\nname = "hook"\nkind = "webhook"\n'
+                f'url = "http://{WEBHOOK[0]}:{WEBHOOK[1]}/tracehold"\n')
     log = tmp_path / "connect.strace"
     traced = subprocess.Popen(host.argv(
         "strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(log),
@@ -198,6 +209,8 @@ def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
             time.sleep(1)
         else:
             pytest.fail("the stack under strace did not become healthy")
+        host.run(cmd, "notify", "secret", "hook", "--value", "airgap-test-key", "--data-dir",
+                 str(data))
         demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
                               "provider_error", "--at", "45", "--duration", "100", "--json",
                               "--data-dir", str(data), timeout=400))
@@ -241,7 +254,9 @@ def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
     shutil.copy(log, out / "connect.strace")
     report["connect_calls"] = strace_log.count("connect(")
     assert report["connect_calls"], "strace recorded nothing"
-    assert outside_loopback(strace_log) == []
+    leaving = outside_loopback(strace_log)
+    report["connects_outside_loopback"] = sorted(set(leaving))
+    assert set(leaving) == {WEBHOOK}, leaving  # the configured destination, tried; no other
 
     # An upgrade over the running appliance keeps every span, case and audit entry.
     host.run(cmd, "up", "--detach", "--data-dir", str(data), "--free-ports", "--bind",
