@@ -280,3 +280,24 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+def destinations_toml(hook: HttpStandIn, chat: HttpStandIn, smtp: SmtpServer) -> str:
+    """config.toml's three destinations of the end-to-end tests: the signed webhook
+    (secret ``hook``), the chat hook and the e-mail relay, at these stand-ins."""
+    return f"""
+[[notify.destinations]]
+name = "hook"
+kind = "webhook"
+url = "{hook.url}/tracehold"
+[[notify.destinations]]
+name = "chat"
+kind = "chat"
+url = "{chat.url}/hooks/xyz"
+[[notify.destinations]]
+name = "mail"
+kind = "email"
+url = "smtp://127.0.0.1:{smtp.port}"
+mail_from = "tracehold@example.org"
+mail_to = ["oncall@example.org"]
+"""

@@ -20,7 +20,14 @@ import pytest
 from appliance.notify import config
 from appliance.settings import resolve
 from tests.conftest import Stack, running_stack, tracehold
-from tests.notify_servers import ChatReceiver, GitHubApi, HttpStandIn, SmtpServer, WebhookReceiver
+from tests.notify_servers import (
+    ChatReceiver,
+    GitHubApi,
+    HttpStandIn,
+    SmtpServer,
+    WebhookReceiver,
+    destinations_toml,
+)
 from tests.supervising import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.binaries]
@@ -41,21 +48,7 @@ console_url = "https://tracehold.example:8501"
 [notify.github]
 url = "{servers[2].url}"
 project = "acme/rag"
-[[notify.destinations]]
-name = "hook"
-kind = "webhook"
-url = "{servers[0].url}/in"
-[[notify.destinations]]
-name = "chat"
-kind = "chat"
-url = "{servers[1].url}/hooks/t"
-[[notify.destinations]]
-name = "mail"
-kind = "email"
-url = "smtp://127.0.0.1:{smtp.port}"
-mail_from = "tracehold@example.org"
-mail_to = ["oncall@example.org"]
-""")
+""" + destinations_toml(servers[0], servers[1], smtp))
             s = resolve(tmp_path)
             config.set_secret(s, "hook", KEY)
             config.set_secret(s, "github", "ghp_x")

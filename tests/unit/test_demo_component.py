@@ -68,7 +68,13 @@ def test_no_health_url_and_dead_is_a_failed_start(tmp_path: Path) -> None:
     sup.stop()
 
 
-def test_up_demo_flag_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class Stop(Exception):
+    """Raised by the stand-in Popen: `up --detach` stops where it would start its child."""
+
+
+@pytest.fixture
+def managed(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings each `up` hands the stack manager (a stand-in that starts nothing)."""
     seen: list[Settings] = []
 
     class FakeManager:
@@ -79,63 +85,52 @@ def test_up_demo_flag_reaches_the_settings(tmp_path: Path, monkeypatch: pytest.M
             return None
 
     monkeypatch.setattr("appliance.stack.manager.StackManager", FakeManager)
-    runner = CliRunner()
-    assert runner.invoke(cli.app, ["up", "--data-dir", str(tmp_path)]).exit_code == 0
-    assert runner.invoke(cli.app, ["up", "--demo", "--data-dir", str(tmp_path)]).exit_code == 0
-    assert [s.demo for s in seen] == [False, True]
+    return seen
 
+
+@pytest.fixture
+def detached(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The argv `up --detach` would start its child with (Popen raises Stop instead)."""
     argv: list[list[str]] = []
-
-    class Stop(Exception):
-        pass
 
     def fake_popen(args: list[str], **_: Any) -> None:
         argv.append(args)
         raise Stop
 
     monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    return argv
+
+
+def test_up_demo_flag_reaches_the_settings(tmp_path: Path, managed: list[Settings],
+                                           detached: list[list[str]]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["up", "--data-dir", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(cli.app, ["up", "--demo", "--data-dir", str(tmp_path)]).exit_code == 0
+    assert [s.demo for s in managed] == [False, True]
+
     result = runner.invoke(cli.app, ["up", "--demo", "--detach", "--data-dir", str(tmp_path)])
     assert isinstance(result.exception, Stop)
-    assert "--demo" in argv[0]
+    assert "--demo" in detached[0]
 
 
-def test_up_demo_scenario_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_demo_scenario_options(tmp_path: Path, managed: list[Settings],
+                                  detached: list[list[str]]) -> None:
     """--demo-scenario and --no-demo-scenario reach the settings, also through --detach
     (the child resolves its settings again: the choice is passed on explicitly)."""
-    seen: list[Settings] = []
-
-    class FakeManager:
-        def __init__(self, s: Settings) -> None:
-            seen.append(s)
-
-        def run(self, progress: Any) -> None:
-            return None
-
-    monkeypatch.setattr("appliance.stack.manager.StackManager", FakeManager)
     runner = CliRunner()
     base = ["up", "--demo", "--data-dir", str(tmp_path)]
     for extra in ([], ["--demo-scenario", "agent_loop"], ["--no-demo-scenario"]):
         assert runner.invoke(cli.app, base + extra).exit_code == 0
-    assert [str(s.demo_scenario) for s in seen] == ["retrieval_drift", "agent_loop", "none"]
+    assert [str(s.demo_scenario) for s in managed] == ["retrieval_drift", "agent_loop", "none"]
     both = runner.invoke(cli.app, [*base, "--no-demo-scenario", "--demo-scenario", "agent_loop"])
     # the entry point (cli.main) prints a TraceholdError as "Error: ..." and exits 1
     assert isinstance(both.exception, ConfigError) and "not both" in str(both.exception)
     bad = runner.invoke(cli.app, [*base, "--demo-scenario", "meltdown"])
     assert isinstance(bad.exception, ConfigError) and "demo_scenario" in str(bad.exception)
 
-    argv: list[list[str]] = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_popen(args: list[str], **_: Any) -> None:
-        argv.append(args)
-        raise Stop
-
-    monkeypatch.setattr(subprocess, "Popen", fake_popen)
     result = runner.invoke(cli.app, [*base, "--detach", "--no-demo-scenario"])
     assert isinstance(result.exception, Stop)
-    assert argv[0][-2:] == ["--demo-scenario", "none"]
+    assert detached[0][-2:] == ["--demo-scenario", "none"]
 
 
 def test_demo_command_needs_a_running_stack(tmp_path: Path) -> None:

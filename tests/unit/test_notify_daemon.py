@@ -31,6 +31,7 @@ from tests.notify_servers import (
     JiraApi,
     SmtpServer,
     WebhookReceiver,
+    destinations_toml,
     free_port,
 )
 from tests.supervising import wait_for
@@ -63,21 +64,7 @@ project = "acme/llm-app"
 url = "{servers[3].url}"
 project = "OPS"
 username = "svc"
-[[notify.destinations]]
-name = "hook"
-kind = "webhook"
-url = "{servers[0].url}/tracehold"
-[[notify.destinations]]
-name = "chat"
-kind = "chat"
-url = "{servers[1].url}/hooks/xyz"
-[[notify.destinations]]
-name = "mail"
-kind = "email"
-url = "smtp://127.0.0.1:{smtp.port}"
-mail_from = "tracehold@example.org"
-mail_to = ["oncall@example.org"]
-""")
+""" + destinations_toml(servers[0], servers[1], smtp))
         s = resolve(tmp_path)
         for name, value in (("hook", KEY), ("github", "ghp_good"), ("jira", "an-old-token")):
             config.set_secret(s, name, value)
