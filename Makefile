@@ -62,8 +62,10 @@ test-setup: $(BIN)/.installed
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends poppler-utils; \
 	fi
 	@# strace and ip (iproute2): the air-gap test records connect() calls inside a network
-	@# namespace that has only loopback (tests/integration/test_airgap.py)
-	@for tool in strace:strace ip:iproute2; do \
+	@# namespace that has only loopback (tests/integration/test_airgap.py). dockerd (docker.io):
+	@# the Docker runtime's tests start their own engine; docker-compose checks the generated
+	@# compose file against a real compose.
+	@for tool in strace:strace ip:iproute2 dockerd:docker.io docker-compose:docker-compose; do \
 	  cmd=$${tool%%:*}; pkg=$${tool##*:}; \
 	  if command -v $$cmd >/dev/null 2>&1; then echo "$$cmd present"; else \
 	    echo "installing Debian's $$pkg package ($$cmd)"; \
