@@ -14,8 +14,10 @@ from appliance.api.body import actor_of, json_body, require_loopback
 from appliance.api.state import records_of
 from appliance.errors import Forbidden
 
-# Actions only the daemon writes: a client cannot forge a case action or an export.
-RESERVED = ("case.", "rca.", "change.", "audit.", "report.", "detection.")
+# Actions only the daemon writes: a client cannot forge a case action, an export, a
+# notification retry or a console login (logins have their own route, below).
+RESERVED = ("case.", "rca.", "change.", "audit.", "report.", "detection.", "notify.",
+            "console.")
 
 
 class ClientEntry(BaseModel):

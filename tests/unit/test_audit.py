@@ -128,9 +128,9 @@ def test_client_entries_are_loopback_only_and_cannot_forge(records: Records) -> 
     body = {"action": "keys.create", "subject": "key:key_1", "details": {"name": "ci"}}
     far = call(records.store, "POST", "/api/v1/audit", client=("10.1.2.3", 999), json=body)
     assert far.status_code == 403 and far.json()["title"] == "Forbidden"
-    forged = call(records.store, "POST", "/api/v1/audit",
-                  json={**body, "action": "case.resolve"})
-    assert forged.status_code == 403
+    for action in ("case.resolve", "notify.retry", "console.login"):
+        forged = call(records.store, "POST", "/api/v1/audit", json={**body, "action": action})
+        assert forged.status_code == 403, action
     ok = call(records.store, "POST", "/api/v1/audit", json=body,
               headers={"x-tracehold-user": "cli:root"})
     assert ok.status_code == 201 and ok.json()["actor"] == "cli:root"
