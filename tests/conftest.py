@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from appliance.settings import Settings
+from tests.airgap import _output_dir, netns  # noqa: F401  (netns: a fixture of both air-gap modules)
 
 EXTERNAL_BIND = "127.0.0.2"
 TRACEHOLD = [sys.executable, "-m", "appliance"]
@@ -196,3 +197,27 @@ def own_stack(request: pytest.FixtureRequest,
     name = re.sub(r"\W+", "-", request.node.name)[:60]
     with running_stack(tmp_path_factory.mktemp(name)) as st:
         yield st
+
+
+@pytest.fixture(scope="session")
+def airgap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The air-gap bundle's .tar, built as a build host would (`tracehold bundle build`),
+    its container images built into and saved from a dockerd of the test's own.
+    TRACEHOLD_TEST_FROZEN names an already frozen folder to skip the ~10 minute freeze
+    when iterating locally; CI freezes. Its build report goes to airgap/bundle.json."""
+    from tests.dockerd import dockerd
+
+    out = tmp_path_factory.mktemp("bundle")
+    frozen = os.environ.get("TRACEHOLD_TEST_FROZEN")
+    with dockerd() as engine:
+        argv = [*TRACEHOLD, "bundle", "build", "--out", str(out), "--signing-key",
+                str(out / "keys" / "bundle.pem"), "--json", "--docker-host", engine.url,
+                *(["--frozen", frozen] if frozen else [])]
+        t0 = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
+                              env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    built = json.loads(done.stdout)
+    built["build_seconds"] = round(time.monotonic() - t0, 1)
+    (_output_dir() / "bundle.json").write_text(json.dumps(built, indent=1))
+    return Path(built["archive"])

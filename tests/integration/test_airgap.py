@@ -9,130 +9,24 @@ failure opens a case, the RCA runs with the bundled model, the case's export ver
 and no process of the appliance tried to connect to any address outside loopback but
 the one configured notification destination (which it did try);
 `--upgrade` over the running appliance keeps every span, case and audit entry; a bundle
-with one flipped byte is refused before anything is written.
+with one flipped byte is refused before anything is written. The bundle is the session's
+``airgap_bundle`` (tests/conftest.py); what the Docker runtime's air-gap test shares with
+this one is in tests/airgap.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.airgap import Host, _counts, _json, _output_dir, _unpack, outside_loopback
+
 pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
-
-PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # no venv, no pyenv: nothing of ours
-
-
-def _output_dir() -> Path:
-    out = Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output")) / "airgap"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundle's .tar, built as a build host would (`tracehold bundle build`).
-    TRACEHOLD_TEST_FROZEN names an already frozen folder to skip the ~10 minute freeze
-    when iterating locally; CI freezes."""
-    out = tmp_path_factory.mktemp("bundle")
-    frozen = os.environ.get("TRACEHOLD_TEST_FROZEN")
-    argv = [sys.executable, "-m", "appliance", "bundle", "build", "--out", str(out),
-            "--signing-key", str(out / "keys" / "bundle.pem"), "--json",
-            *(["--frozen", frozen] if frozen else [])]
-    t0 = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=3600,
-                          env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    built = json.loads(done.stdout)
-    built["build_seconds"] = round(time.monotonic() - t0, 1)
-    (_output_dir() / "bundle.json").write_text(json.dumps(built, indent=1))
-    return Path(built["archive"])
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    name = f"tracehold-airgap-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
-                       check=True)
-        links = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "link"],
-                               capture_output=True, text=True, check=True).stdout
-        assert [ln.split(":")[1].strip() for ln in links.splitlines()] == ["lo"]
-        yield name
-    finally:
-        # whatever still runs in it (a failed test's stack) ends with it
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                              text=True).stdout.split()
-        for pid in pids:
-            subprocess.run(["kill", "-9", pid], check=False)
-        subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-class Host:
-    """Runs commands inside the namespace with a bare environment."""
-
-    def __init__(self, ns: str, home: Path) -> None:
-        self.ns, self.home = ns, home
-
-    def argv(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.ns, "env", "-i", f"PATH={PATH}",
-                f"HOME={self.home}", "LANG=C.UTF-8", *args]
-
-    def run(self, *args: str, timeout: float = 600,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout)
-        if check:
-            assert done.returncode == 0, f"{args}\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-        return done
-
-
-def _json(done: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
-    return json.loads(done.stdout)
-
-
-def _unpack(archive: Path, into: Path) -> Path:
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-xf", str(archive), "-C", str(into)], check=True)
-    (top,) = list(into.iterdir())
-    return top
-
-
-def _counts(host: Host, cmd: str, data: Path) -> dict[str, int]:
-    status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
-    cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir", str(data)))
-    audit = _json(host.run(cmd, "audit", "verify", "--json", "--data-dir", str(data)))
-    assert audit["ok"] is True, audit
-    return {"spans": int(status["spans_stored"] or 0), "cases": len(cases),
-            "audit_entries": int(audit["entries"])}
-
-
-CONNECT = re.compile(
-    r'connect\(\d+, \{sa_family=AF_INET6?, sin6?_port=htons\((?P<port>\d+)\), '
-    r'(?:sin_addr=inet_addr\("(?P<v4>[^"]+)"\)|[^}]*?inet_pton\(AF_INET6, "(?P<v6>[^"]+)")')
-
-
-def outside_loopback(strace_log: str) -> list[tuple[str, int]]:
-    """Every (address, port) the log shows a connect() to, IPv4 or IPv6, that is not
-    loopback; in order, repeats kept."""
-    bad = []
-    for line in strace_log.splitlines():
-        m = CONNECT.search(line)
-        if not m:
-            continue
-        addr = m.group("v4") or m.group("v6")
-        if not (addr.startswith("127.") or addr == "::1" or addr.startswith("::ffff:127.")):
-            bad.append((addr, int(m.group("port"))))
-    return bad
 
 
 def test_outside_loopback_reads_strace_lines() -> None:
@@ -152,8 +46,9 @@ def test_outside_loopback_reads_strace_lines() -> None:
 WEBHOOK = ("192.0.2.10", 8080)
 
 
-def test_the_bundle_installs_and_runs_with_no_network(bundle: Path, netns: str,
+def test_the_bundle_installs_and_runs_with_no_network(airgap_bundle: Path, netns: str,
                                                       tmp_path: Path) -> None:
+    bundle = airgap_bundle
     out = _output_dir()
     home = tmp_path / "home"
     home.mkdir()
