@@ -1,6 +1,12 @@
 """A stored model call as the evaluators read it: the question (the last user message),
 the answer (the output messages), and the context (chunks retrieved in the same trace,
-else those on the call itself, else a "Context:" section of the prompt)."""
+else those on the call itself, else a "Context:" section of the prompt: of the last user
+message, else of a system or developer message or ``gen_ai.system_instructions``).
+
+RAG apps put the passages in the system message as often as in the user's: OpenTelemetry's
+openai-v2 instrumentation, for one, records the system message as the first entry of
+``gen_ai.input.messages``; newer GenAI conventions move it to ``gen_ai.system_instructions``
+(``[{type, content}]`` parts, no role)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from appliance.evals.evaluators import Call
 from appliance.store.genai_content import messages, retrieved_chunks
 
 CONTEXT_MARKERS = ("\n\nContext:\n", "\nContext:\n", "\n\nContext:")
+CONTEXT_HEAD = "Context:"
+INSTRUCTION_ROLES = ("system", "developer")
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 
 
 def _parsed(value: Any, empty: Any) -> Any:
@@ -38,15 +47,38 @@ def chunks_of(spans: Sequence[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _split_context(text: str, head: bool = False) -> tuple[str, str]:
+    """(the text before its "Context:" section, the section); (text, "") when it has none.
+    ``head``: the section may also open the text (an instruction that is only context)."""
+    if head and text.startswith(CONTEXT_HEAD):
+        return "", text[len(CONTEXT_HEAD):]
+    for marker in CONTEXT_MARKERS:
+        if marker in text:
+            before, after = text.split(marker, 1)
+            return before, after
+    return text, ""
+
+
+def _system_instructions(span: dict[str, Any]) -> list[str]:
+    """Text of the span's ``gen_ai.system_instructions`` (structured or JSON text)."""
+    attrs = span_dict(span)["attributes"]
+    value = attrs.get(SYSTEM_INSTRUCTIONS) if isinstance(attrs, dict) else None
+    if value is None:
+        return []
+    return [m["content"] for m in
+            messages(value if isinstance(value, str) else json.dumps(value))]
+
+
 def call_of(span: dict[str, Any], retrieval_spans: Sequence[dict[str, Any]] = ()) -> Call:
     inputs = messages(span.get("input_messages"))
     outputs = messages(span.get("output_messages"))
     users = [m["content"] for m in inputs if m.get("role") in ("user", "human", None)]
-    question = users[-1] if users else ""
-    prompt_context = ""
-    for marker in CONTEXT_MARKERS:
-        if marker in question:
-            question, prompt_context = question.split(marker, 1)
+    system = _system_instructions(span)
+    instructions = [m["content"] for m in inputs if m.get("role") in INSTRUCTION_ROLES] + system
+    question, prompt_context = _split_context(users[-1] if users else "")
+    for instruction in [] if prompt_context.strip() else instructions:
+        prompt_context = _split_context(instruction, head=True)[1]
+        if prompt_context.strip():
             break
     answer = "\n".join(m["content"] for m in outputs if m.get("role") != "tool")
     context = chunks_of(retrieval_spans) or chunks_of([span])
@@ -54,4 +86,4 @@ def call_of(span: dict[str, Any], retrieval_spans: Sequence[dict[str, Any]] = ()
         context = [line for line in prompt_context.splitlines()
                    if line.strip() and not line.startswith("[")]
     return Call(question.strip(), answer, context,
-                "\n".join(m["content"] for m in inputs))
+                "\n".join([*system, *(m["content"] for m in inputs)]))
