@@ -59,11 +59,12 @@ def dockerd(netns: str | None = None, timeout: float = 60.0) -> Iterator[Dockerd
     if not Path(binary).exists():
         raise RuntimeError("dockerd is not installed (Debian's docker.io; `make test-setup`)")
     root = Path(tempfile.mkdtemp(prefix="thd-", dir="/tmp"))
+    # containerd refuses a namespace with "__" or a trailing "_" (mkdtemp's names have "_")
+    tag = "".join(c for c in root.name[4:] if c.isalnum())
     argv = [binary, "--iptables=false", "--ip6tables=false", "--bridge=none",
             "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
             "--pidfile", str(root / "dockerd.pid"), "-H", f"unix://{root / 'docker.sock'}",
-            "--containerd-namespace", f"thd{root.name[4:]}",
-            "--containerd-plugins-namespace", f"thdp{root.name[4:]}"]
+            "--containerd-namespace", f"thd{tag}", "--containerd-plugins-namespace", f"thdp{tag}"]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
     with open(root / "dockerd.log", "ab") as log:
