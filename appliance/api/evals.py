@@ -1,5 +1,7 @@
 """/api/v1/evals/run: score a stored window with the built-in evaluators in the daemon
-(the one writer), for `tracehold evals run` while the stack runs. /metrics: the built-in
+(the one writer), for `tracehold evals run` while the stack runs.
+/api/v1/traces/{trace_id}/evaluations: the built-in scores of one trace's spans with their
+source and evaluator version (the app's own stay on the spans). /metrics: the built-in
 scores as evaluation histograms for Prometheus and VictoriaMetrics
 (``appliance/evals/metrics.py`` says why they are scraped from here)."""
 
@@ -13,11 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance import errors
 from appliance.api.body import json_body
 from appliance.api.state import records_of
 from appliance.evals.evaluators import Encoder
 from appliance.evals.metrics import EvalMetrics
 from appliance.evals.runner import score_window
+from appliance.evals.store import EvalStore
 from appliance.times import parse_time
 
 _encoder_lock = threading.Lock()
@@ -51,6 +55,16 @@ async def run(request: Request) -> dict[str, Any]:
                                     records.settings.evals_evaluators, start, end,
                                     body.service)
     return stats.as_dict()
+
+
+def trace_evaluations(request: Request, trace_id: str) -> dict[str, Any]:
+    """Every built-in score of the trace, per span and name; [] until the worker (or
+    ``tracehold evals run``) has scored it. An unknown trace is 404, as its spans are."""
+    records, trace_id = records_of(request), trace_id.lower()
+    if not records.store.read("SELECT 1 AS found FROM spans WHERE trace_id = ? LIMIT 1",
+                              [trace_id]):
+        raise errors.NotFound(f"no spans for trace {trace_id}")
+    return {"trace_id": trace_id, "evaluations": EvalStore(records.store.db).for_trace(trace_id)}
 
 
 def _metrics(request: Request) -> EvalMetrics:

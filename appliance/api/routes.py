@@ -60,6 +60,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/evals/run", evals.run,
           "Score the model calls of a stored window [from, to) (ISO 8601) with the built-in "
           "evaluators", "evals"),
+    Route("GET", "/api/v1/traces/{trace_id}/evaluations", evals.trace_evaluations,
+          "Built-in evaluation scores of one trace's spans, with source and evaluator version "
+          "([] until scored)", "evals"),
     Route("GET", "/metrics", evals.metrics,
           "The built-in scores as llm_evaluation_<name> histograms (Prometheus text), "
           "scraped by Prometheus and VictoriaMetrics", "evals", response_class=PlainTextResponse),
