@@ -39,6 +39,7 @@ from appliance.domain.taxonomy import FailureType
 from appliance.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
 class Profile(StrEnum):
@@ -46,6 +47,11 @@ class Profile(StrEnum):
     no_prometheus = "no-prometheus"
     no_vm = "no-vm"
     byo = "byo"
+
+
+class Runtime(StrEnum):
+    native = "native"
+    docker = "docker"
 
 
 class Redaction(StrEnum):
@@ -224,6 +230,21 @@ class Settings(BaseSettings):
                     "else `<data_dir>/bin`",
     )
     profile: Profile = Field(Profile.full, description="Which components run (see README)")
+    runtime: Runtime = Field(
+        Runtime.native,
+        description="How components run: native (child processes) or docker (one container "
+                    "each, host networking, images from the bundle; see README)",
+    )
+    docker_host: str = Field(
+        default_factory=lambda: os.environ.get("DOCKER_HOST") or DOCKER_SOCKET,
+        description="runtime docker: the Docker engine's address (default: DOCKER_HOST, "
+                    f"else {DOCKER_SOCKET})",
+    )
+    images_dir: Path | None = Field(
+        None,
+        description="runtime docker: the bundle's images folder (images.lock and the image "
+                    "archives); an image the engine lacks is loaded from it. None: none",
+    )
     bind_address: str = Field(
         "0.0.0.0",
         description="Address Envoy's external listeners bind; everything else is 127.0.0.1",

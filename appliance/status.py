@@ -30,6 +30,7 @@ def collect(s: Settings) -> dict[str, Any]:
     return {
         "running": st is not None,
         "profile": (st or {}).get("profile", str(s.profile)),
+        "runtime": (st or {}).get("runtime", str(s.runtime)),
         "started_at": (st or {}).get("started_at"),
         "data_dir": str(s.data_dir),
         "components": (st or {}).get("components", []),

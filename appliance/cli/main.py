@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, bool]] = {
     "logs": ("stack", "logs", False),
     "validate": ("stack", "validate", False),
     "send-test-trace": ("stack", "send_test_trace", False),
+    "compose": ("stack", "compose", False),
     "demo": ("demo", "demo", False),
     "keys": ("keys", "app", True),
     "users": ("users", "app", True),

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from appliance.cli.output import DataDir, JsonOpt, emit, settings
 from appliance.errors import ConfigError, StackError, TraceholdError
-from appliance.settings import Profile
+from appliance.settings import Profile, Runtime
 
 if TYPE_CHECKING:
     from appliance.settings import Settings
@@ -44,6 +45,9 @@ def up(
              "demo_scenario)", show_default=False)] = None,
     no_demo_scenario: Annotated[bool, typer.Option(
         "--no-demo-scenario", help="--demo: healthy traffic only, no failure injected")] = False,
+    runtime: Annotated[Runtime | None, typer.Option(
+        help="native (child processes) or docker (containers; setting runtime)",
+        show_default=False)] = None,
 ) -> None:
     """Start the stack (collector, Prometheus, VictoriaMetrics, Envoy, daemon)."""
     from appliance.cli.audit_record import key_change
@@ -55,7 +59,7 @@ def up(
     if no_demo_scenario and demo_scenario is not None:
         raise ConfigError("give --demo-scenario or --no-demo-scenario, not both")
     s = resolve(data_dir, profile=profile, bind_address=bind, demo=demo,
-                demo_scenario="none" if no_demo_scenario else demo_scenario)
+                demo_scenario="none" if no_demo_scenario else demo_scenario, runtime=runtime)
     if free_ports:
         s.ports = s.ports.free()
     elif port_offset:
@@ -86,6 +90,7 @@ def _detach(s: Settings, timeout: float) -> None:
 
     args = module_argv("appliance", "up", "--data-dir", str(s.data_dir),
                        "--profile", str(s.profile), "--bind", s.bind_address,
+                       "--runtime", str(s.runtime),
                        *(["--demo"] if s.demo else []), "--demo-scenario", str(s.demo_scenario))
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
@@ -137,10 +142,13 @@ def status(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     from appliance.status import collect
 
     data = collect(settings(data_dir))
-    lines = [f"running: {data['running']}   profile: {data.get('profile', '-')}"]
+    lines = [f"running: {data['running']}   profile: {data.get('profile', '-')}   "
+             f"runtime: {data.get('runtime', '-')}"]
     for c in data["components"]:
         lines.append(f"  {c['name']:16} {c['status']:18} pid {c['pid'] or '-':>7}  "
-                     f"port {c['port']:>5}  up {c['uptime_s']:>7.0f}s  restarts {c['restarts']}")
+                     f"port {c['port']:>5}  up {c['uptime_s']:>7.0f}s  restarts {c['restarts']}"
+                     + (f"  container {c['container_id'][:12]}" if c.get("container_id")
+                        else ""))
     for name, url in data["endpoints"].items():
         lines.append(f"  {name:16} {url}")
     lines.append(f"spans stored: {data['spans_stored']}   last ingest: {data['last_ingest']}")
@@ -204,3 +212,21 @@ def validate(data_dir: DataDir = None, as_json: JsonOpt = False) -> None:
     emit({"ok": not failed, "checks": [asdict(c) for c in checks]}, as_json, lines)
     if failed:
         raise ConfigError(f"configuration invalid: {', '.join(failed)}")
+
+
+def compose(
+    data_dir: DataDir = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write it (default: <data_dir>/docker-compose.yml)")] = None,
+) -> None:
+    """Write a docker-compose.yml of the stack (its profiles are Tracehold's, and demo)
+    from the same rendered configs and images as `up --runtime docker`."""
+    from appliance.settings import resolve
+    from appliance.stack.compose import write
+
+    s = resolve(data_dir)
+    target = out or s.data_dir / "docker-compose.yml"
+    key = write(s, target)
+    if key is not None:
+        typer.echo(f"First API key (shown once; kept 0600 in {s.secrets_file}):\n  {key}")
+    typer.echo(f"wrote {target}; `docker-compose -f {target} --profile {s.profile} up -d`")

@@ -17,9 +17,9 @@ from types import FrameType
 
 from appliance.errors import StackError
 from appliance.secrets import SecretsFile
-from appliance.settings import Settings
+from appliance.settings import Runtime, Settings
 from appliance.stack import components, render, state
-from appliance.stack.supervisor import Supervisor
+from appliance.stack.supervisor import Launcher, Supervisor, popen
 
 
 class StackManager:
@@ -42,12 +42,20 @@ class StackManager:
             self.first_key = new_key.key
         rendered = render.write_all(s, secrets.load().api_keys)
         specs = components.build(s, rendered)
-        components.check_binaries(specs)
+        launcher: Launcher = popen
+        if s.runtime is Runtime.docker:
+            from appliance.stack.docker_runtime import DockerLauncher
+
+            docker = DockerLauncher(s)
+            docker.prepare(specs)  # every image there (or loaded) before anything starts
+            launcher = docker
+        else:
+            components.check_binaries(specs)
         s.dump_effective()
         self.supervisor = Supervisor(
             specs, s.log_dir, backoff_max=s.restart_backoff_max_s, on_change=self._write_state,
             unhealthy_restart_s=s.restart_unhealthy_after_s,
-            health_interval=s.health_check_interval_s,
+            health_interval=s.health_check_interval_s, launcher=launcher,
         )
         return self.supervisor
 
@@ -85,6 +93,7 @@ class StackManager:
             "started_at": getattr(self, "_started", None),
             "data_dir": str(self.s.data_dir),
             "profile": str(self.s.profile),
+            "runtime": str(self.s.runtime),
             "components": snapshot,
             "endpoints": state.endpoints(self.s),
         })

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import httpx
 
@@ -35,7 +35,7 @@ from appliance.stack import transitions
 from appliance.stack.spec import ComponentSpec
 from appliance.stack.transitions import Status
 
-__all__ = ["Status", "Supervised", "Supervisor"]
+__all__ = ["Launcher", "Process", "Status", "Supervised", "Supervisor", "popen"]
 
 LOG_ROTATE_BYTES = 50 * 1024 * 1024
 # A component without a health URL counts as healthy once it has stayed up this long,
@@ -51,10 +51,41 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class Process(Protocol):
+    """What the supervisor needs of a running component: a ``subprocess.Popen``, or a
+    container (stack/docker_runtime.py). ``wait`` raises ``subprocess.TimeoutExpired``."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    def poll(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+class Launcher(Protocol):
+    """Starts one component, its output appended to ``log``; OSError when it cannot."""
+
+    def __call__(self, spec: ComponentSpec, log: Path) -> Process: ...
+
+
+def popen(spec: ComponentSpec, log: Path) -> Process:
+    """The native launcher: the component as a child process of the supervisor."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **spec.env},
+            preexec_fn=_die_with_parent,
+        )
+
+
 @dataclass
 class Supervised:
     spec: ComponentSpec
-    proc: subprocess.Popen[bytes] | None = None
+    proc: Process | None = None
     status: Status = Status.stopped
     restarts: int = 0
     started_at: float | None = None
@@ -78,6 +109,8 @@ class Supervised:
             "restarts": self.restarts,
             "last_exit": self.last_exit,
             "detail": self.detail,
+            # a container's id under the docker runtime; None for a native process
+            "container_id": getattr(self.proc, "container_id", None) if alive else None,
         }
 
 
@@ -92,8 +125,10 @@ class Supervisor:
         health_interval: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        launcher: Launcher = popen,
     ) -> None:
         self.items = [Supervised(sp) for sp in specs]
+        self._launch = launcher
         self._clock = clock
         self._sleep = sleep
         self.log_dir = log_dir
@@ -221,13 +256,7 @@ class Supervisor:
         if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
             os.replace(log_path, log_path.with_suffix(".log.1"))
         try:
-            with open(log_path, "ab") as log:
-                item.proc = subprocess.Popen(
-                    item.spec.argv,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    env={**os.environ, **item.spec.env},
-                    preexec_fn=_die_with_parent,
-                )
+            item.proc = self._launch(item.spec, log_path)
         except OSError as exc:
             self._set_status(item, Status.permanent_error, f"cannot start: {exc}")
             raise StackError(f"cannot start {item.spec.name}: {exc}") from exc
