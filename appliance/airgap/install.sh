@@ -1,7 +1,8 @@
 #!/bin/sh
 # Tracehold's offline installer. Needs no network, no Python and no pip.
 #   ./install.sh [--prefix /opt/tracehold] [--data-dir /var/lib/tracehold]
-#                [--runtime native|docker] [--trusted-key ed25519:...] [--no-start]
+#                [--runtime native|docker [--docker-host URL]] [--trusted-key ed25519:...]
+#                [--no-start]
 #   ./install.sh --upgrade      keep data and keys, replace the program
 #   ./install.sh --uninstall [--purge]
 # Every file's checksum is checked here first (so a damaged installer is not run), then

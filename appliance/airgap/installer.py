@@ -16,9 +16,11 @@ install interrupted halfway leaves nothing in use and can simply be run again.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,8 @@ from typing import Literal
 
 from appliance.airgap import manifest as mf
 from appliance.airgap.verify import verify_bundle
-from appliance.errors import Conflict, StackError
+from appliance.errors import ConfigError, Conflict, StackError
+from appliance.settings import DOCKER_SOCKET
 
 Progress = Callable[[str], None]
 Runtime = Literal["native", "docker"]
@@ -97,6 +100,71 @@ def config_text(layout: Layout, manifest: mf.Manifest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_settings(text: str, values: dict[str, str]) -> str:
+    """``config.toml`` with these top-level keys set (TOML strings), the rest kept: an
+    earlier value of a key is dropped, the new ones go first, above any table."""
+    lines, in_table = [], False
+    for line in text.splitlines():
+        in_table = in_table or line.lstrip().startswith("[")
+        key = line.split("=", 1)[0].strip()
+        if not in_table and "=" in line and key in values:
+            continue
+        lines.append(line)
+    head = 1 if lines and lines[0].startswith("#") else 0
+    new = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(lines[:head] + new + lines[head:]) + "\n"
+
+
+def docker_settings(layout: Layout, docker_host: str) -> dict[str, str]:
+    """What config.toml says for the docker runtime; the images folder is the current
+    release's, so an upgrade's images are the ones found."""
+    return {"runtime": "docker", "docker_host": docker_host,
+            "images_dir": str(layout.current / "images")}
+
+
+def load_images(layout: Layout, docker_host: str, progress: Progress) -> None:
+    """Load the bundle's container images the engine lacks (checked against the lock)."""
+    from appliance.stack import docker_runtime
+
+    images = layout.current / "images"
+    if not (images / "images.lock").is_file():
+        raise ConfigError("this bundle has no container images (built with --no-images?): "
+                          "install with --runtime native")
+    client = docker_runtime.client(docker_host, timeout=1800)  # a load of ~1 GB
+    try:
+        loaded = docker_runtime.load_missing(client, images, progress)
+    finally:
+        client.close()
+    progress(f"images: {len(loaded)} loaded, the others already in the engine")
+
+
+def remove_containers(data_dir: Path, progress: Progress) -> None:
+    """Remove what is left of the appliance's containers (a supervisor killed -9 leaves
+    them); the images stay in the engine."""
+    from appliance.settings import Runtime, resolve
+    from appliance.stack import docker_runtime
+
+    try:
+        s = resolve(data_dir)
+    except ConfigError:
+        return
+    if s.runtime is not Runtime.docker:
+        return
+    try:
+        client = docker_runtime.client(s.docker_host)
+    except StackError as exc:
+        progress(f"containers not checked: {exc}")
+        return
+    try:
+        gone = docker_runtime.remove_containers(client, data_dir)
+    finally:
+        client.close()
+    if gone:
+        progress(f"removed containers {', '.join(gone)}")
+    progress("the images stay in the engine (`docker image ls tracehold/*`; "
+             "`docker image rm` removes them)")
+
+
 def _tracehold(layout: Layout, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(layout.command), *args], capture_output=True, text=True)
     if check and done.returncode != 0:
@@ -107,7 +175,8 @@ def _tracehold(layout: Layout, *args: str, check: bool = True) -> subprocess.Com
 
 def install(bundle: Path, prefix: Path = DEFAULT_PREFIX, data_dir: Path = DEFAULT_DATA, *,
             upgrade: bool = False, trusted_key: str | None = None, start: bool = True,
-            start_args: tuple[str, ...] = (), progress: Progress = print) -> Path:
+            start_args: tuple[str, ...] = (), runtime: Runtime = "native",
+            docker_host: str | None = None, progress: Progress = print) -> Path:
     """Install (or with ``upgrade`` replace) the program; the release folder."""
     progress("checking every file's sha256 and the manifest's signature")
     manifest = verify_bundle(bundle, trusted_key)
@@ -130,6 +199,12 @@ def install(bundle: Path, prefix: Path = DEFAULT_PREFIX, data_dir: Path = DEFAUL
     config = data_dir / "config.toml"
     if not config.exists():
         config.write_text(config_text(layout, manifest))
+    before = tomllib.loads(config.read_text())
+    if runtime == "docker" or (upgrade and before.get("runtime") == "docker"):
+        host = (docker_host or before.get("docker_host") or os.environ.get("DOCKER_HOST")
+                or DOCKER_SOCKET)
+        load_images(layout, host, progress)
+        config.write_text(with_settings(config.read_text(), docker_settings(layout, host)))
     progress(f"installed {manifest.version} in {release}")
     if start:
         progress("starting the appliance")
@@ -144,6 +219,7 @@ def uninstall(prefix: Path = DEFAULT_PREFIX, data_dir: Path = DEFAULT_DATA, *,
     if layout.command.exists():
         progress("stopping the appliance")
         _tracehold(layout, "down", "--data-dir", str(data_dir), check=False)
+    remove_containers(data_dir, progress)
     for path in (layout.current, layout.command):
         path.unlink(missing_ok=True)
     shutil.rmtree(layout.releases, ignore_errors=True)

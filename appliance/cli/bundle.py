@@ -104,6 +104,9 @@ def install_cmd(
     uninstall: Annotated[bool, typer.Option(help="Remove the program (data stays)")] = False,
     purge: Annotated[bool, typer.Option(help="With --uninstall: remove the data too")] = False,
     runtime: Annotated[str, typer.Option(help="native (default) or docker")] = "native",
+    docker_host: Annotated[str | None, typer.Option(
+        help="--runtime docker: the engine's address (default: DOCKER_HOST, else the "
+             "local socket)")] = None,
     trusted_key: TrustedKey = None,
     start: Annotated[bool, typer.Option(help="Start the appliance when installed")] = True,
     bind: Annotated[str | None, typer.Option(help="Address for Envoy's external listeners")]
@@ -123,12 +126,14 @@ def install_cmd(
         return
     if purge:
         raise InvalidRequest("--purge goes with --uninstall")
-    if runtime != "native":
-        raise InvalidRequest(f"runtime {runtime!r} is not in this bundle yet: only native")
+    if runtime not in ("native", "docker"):
+        raise InvalidRequest(f"runtime {runtime!r}: native or docker")
     args = (*(["--bind", bind] if bind else []), *(["--free-ports"] if free_ports else []))
     with _unpacked(bundle) as root:
         installer.install(root, prefix, data_dir, upgrade=upgrade, trusted_key=trusted_key,
-                          start=start, start_args=args, progress=say)
+                          start=start, start_args=args, progress=say,
+                          runtime="docker" if runtime == "docker" else "native",
+                          docker_host=docker_host)
     say(f"program: {prefix}/bin/tracehold; data: {data_dir}")
     say(f"`{prefix}/bin/tracehold status --data-dir {data_dir}` lists the endpoints")
     if systemd:

@@ -210,3 +210,25 @@ def test_docker_compose_accepts_the_file_for_every_profile(s: Settings,
                   if str(p) in svc.get("profiles", [])}
         assert active == {c.name for c in components.running(s.model_copy(
             update={"profile": p}))}
+
+
+# -- the installer's config.toml ------------------------------------------------------------
+
+def test_the_installer_sets_the_docker_keys_above_any_table_and_keeps_the_rest(
+        tmp_path: Path) -> None:
+    import tomllib
+
+    from appliance.airgap.installer import Layout, docker_settings, with_settings
+
+    text = ('# Written by the Tracehold installer\nbin_dir = "/opt/x/bin"\nruntime = "native"\n'
+            '\n[[notify.destinations]]\nname = "hook"\nkind = "webhook"\nurl = "http://h/"\n')
+    values = docker_settings(Layout(tmp_path / "opt"), "unix:///run/d.sock")
+    out = with_settings(text, values)
+    assert out.startswith("# Written by the Tracehold installer\nruntime = \"docker\"\n")
+    parsed = tomllib.loads(out)
+    assert parsed["runtime"] == "docker" and parsed["docker_host"] == "unix:///run/d.sock"
+    assert parsed["images_dir"] == str(tmp_path / "opt" / "current" / "images")
+    assert parsed["bin_dir"] == "/opt/x/bin"
+    assert parsed["notify"]["destinations"][0]["name"] == "hook"
+    assert with_settings(out, values) == out  # set again: the same file
+    Settings.model_validate({k: v for k, v in parsed.items() if k != "notify"})
