@@ -356,6 +356,12 @@ class Settings(BaseSettings):
         120.0, ge=0, description="With `demo`: seconds of healthy traffic before the scenario "
                                  "starts (the detectors' baseline)",
     )
+    demo_app_scores: bool = Field(
+        True, description="With `demo`: the demo apps send evaluation and retrieval scores of "
+                          "their own; false leaves the scoring to the built-in evaluators, as "
+                          "for apps whose instrumentation sends none "
+                          "(`tracehold up --demo --no-app-scores`)",
+    )
     case_note_max_kib: int = Field(
         64, ge=1, le=1024, description="Largest case note; a larger one is refused (413)"
     )

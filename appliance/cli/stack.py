@@ -45,6 +45,10 @@ def up(
              "demo_scenario)", show_default=False)] = None,
     no_demo_scenario: Annotated[bool, typer.Option(
         "--no-demo-scenario", help="--demo: healthy traffic only, no failure injected")] = False,
+    no_app_scores: Annotated[bool, typer.Option(
+        "--no-app-scores", help="--demo: the demo apps send no scores of their own; the "
+                                "built-in evaluators carry detection alone (setting "
+                                "demo_app_scores)")] = False,
     runtime: Annotated[Runtime | None, typer.Option(
         help="native (child processes) or docker (containers; setting runtime)",
         show_default=False)] = None,
@@ -59,7 +63,8 @@ def up(
     if no_demo_scenario and demo_scenario is not None:
         raise ConfigError("give --demo-scenario or --no-demo-scenario, not both")
     s = resolve(data_dir, profile=profile, bind_address=bind, demo=demo,
-                demo_scenario="none" if no_demo_scenario else demo_scenario, runtime=runtime)
+                demo_scenario="none" if no_demo_scenario else demo_scenario, runtime=runtime,
+                demo_app_scores=False if no_app_scores else None)
     if free_ports:
         s.ports = s.ports.free()
     elif port_offset:
@@ -91,7 +96,9 @@ def _detach(s: Settings, timeout: float) -> None:
     args = module_argv("appliance", "up", "--data-dir", str(s.data_dir),
                        "--profile", str(s.profile), "--bind", s.bind_address,
                        "--runtime", str(s.runtime),
-                       *(["--demo"] if s.demo else []), "--demo-scenario", str(s.demo_scenario))
+                       *(["--demo"] if s.demo else []),
+                       *([] if s.demo_app_scores else ["--no-app-scores"]),
+                       "--demo-scenario", str(s.demo_scenario))
     # The child gets the resolved ports through the environment, so --free-ports
     # picks them once, here.
     env = {**os.environ, **{f"TRACEHOLD_PORTS__{k.upper()}": str(v)

@@ -133,6 +133,44 @@ def test_up_demo_scenario_options(tmp_path: Path, managed: list[Settings],
     assert detached[0][-2:] == ["--demo-scenario", "none"]
 
 
+def test_demo_app_scores_off_reaches_the_demo_argv(tmp_path: Path) -> None:
+    """demo_app_scores false: the demo component's apps send no scores of their own, so
+    the built-in evaluators carry detection alone (issue 12)."""
+    def argv(**kw: Any) -> list[str]:
+        s = Settings(data_dir=tmp_path, demo=True, demo_scenario="none", **kw)
+        return components.build(s, render.write_all(s, []))[-1].argv[3:]
+
+    assert argv() == ["--data-dir", str(tmp_path)]
+    assert argv(demo_app_scores=False) == ["--data-dir", str(tmp_path), "--no-app-scores"]
+
+
+def test_the_demo_module_passes_no_app_scores_on(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    from appliance.demo import __main__ as demo_main
+
+    seen: list[Any] = []
+    monkeypatch.setattr(demo_main, "run_against", lambda s, opts, out: seen.append(opts) or {})
+    for extra in ([], ["--no-app-scores"]):
+        assert demo_main.main(["--data-dir", str(tmp_path), *extra]) == 0
+    assert [o.app_scores for o in seen] == [True, False]
+
+
+def test_up_no_app_scores(tmp_path: Path, managed: list[Settings],
+                          detached: list[list[str]]) -> None:
+    """--no-app-scores reaches the settings, also through --detach (passed on explicitly:
+    the child resolves its settings again)."""
+    runner = CliRunner()
+    base = ["up", "--demo", "--data-dir", str(tmp_path)]
+    for extra in ([], ["--no-app-scores"]):
+        assert runner.invoke(cli.app, base + extra).exit_code == 0
+    assert [s.demo_app_scores for s in managed] == [True, False]
+
+    for extra in ([], ["--no-app-scores"]):
+        result = runner.invoke(cli.app, [*base, "--detach", *extra])
+        assert isinstance(result.exception, Stop)
+    assert ["--no-app-scores" in args for args in detached] == [False, True]
+
+
 def test_demo_command_needs_a_running_stack(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "appliance", "demo", "--duration", "1",
                           "--data-dir", str(tmp_path)], capture_output=True, text=True,
