@@ -106,6 +106,7 @@ def test_openai_v2_traces_are_scored_in_the_store_and_in_prometheus(
         assert g["evaluator_version"].startswith("tracehold/groundedness-")
         assert g["score"] is not None, g["reason"]
         assert got["relevance"]["score"] > 0.5
+    print({kind: got["groundedness"]["score"] for kind, got in scores.items()})  # the -s log
     assert scores["grounded"]["groundedness"]["score"] > 0.8
     assert scores["hallucinated"]["groundedness"]["score"] <= 0.3
 
