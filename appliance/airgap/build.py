@@ -7,6 +7,9 @@ The bundle's top folder holds (the part each file belongs to in the manifest):
 * ``appliance/`` (appliance): the frozen appliance (PyInstaller, ``build.spec``): CLI,
   daemon, console, RCA, with the embedding model inside;
 * ``bin/`` (binaries): collector, Prometheus, promtool, VictoriaMetrics, Envoy;
+* ``images/`` (images): the Docker runtime's container images, built from scratch
+  (``docker save`` archives and ``images.lock``; appliance/airgap/images.py), unless
+  built with ``--no-images``;
 * ``models/`` (models): the default GGUF and ``manifest.toml``;
 * ``kb/`` (kb): the knowledge base's seed playbooks;
 * ``licenses/`` (licenses): every third-party licence, with ``INDEX.md``;
@@ -33,6 +36,7 @@ from pathlib import Path
 import yaml
 
 from appliance import install, resources
+from appliance.airgap import images as img
 from appliance.airgap import licenses, tarball
 from appliance.airgap import manifest as mf
 from appliance.audit.signing import Signer
@@ -53,6 +57,7 @@ class Built:
     archive: Path
     manifest: mf.Manifest
     seconds: float
+    images: list[img.BuiltImage]
 
 
 def version() -> str:
@@ -181,10 +186,11 @@ PARTS: dict[str, mf.Part] = {"install.sh": "installer", "appliance": "appliance"
 
 
 def seal(top: Path, v: str, built_at: str, signer: Signer,
-         components: list[mf.Component]) -> mf.Manifest:
+         components: list[mf.Component], images: bool = False) -> mf.Manifest:
     """Write manifest.json, its signature, the public key and SHA256SUMS into ``top``."""
     manifest = mf.Manifest(version=v, platform=PLATFORM, built_at=built_at,
                            signing_key=signer.key_id, components=components,
+                           runtimes=["native", "docker"] if images else ["native"],
                            files=_entries(top, PARTS))
     raw = manifest.dumps()
     (top / mf.MANIFEST).write_bytes(raw)
@@ -194,12 +200,22 @@ def seal(top: Path, v: str, built_at: str, signer: Signer,
     return manifest
 
 
+def image_components(built: list[img.BuiltImage]) -> list[mf.Component]:
+    return [mf.Component(name=b.ref.rsplit(":", 1)[0], version=b.ref.rsplit(":", 1)[1],
+                         source=f"built from scratch by tracehold bundle build "
+                                f"({', '.join(b.components)})",
+                         files=[b.archive], digest=b.id) for b in built]
+
+
 def build(s: Settings, out_dir: Path, signing_key: Path, *, frozen: Path | None = None,
-          work: Path | None = None, stage: Stage = print,
-          advance: Advance | None = None) -> Built:
+          work: Path | None = None, stage: Stage = print, advance: Advance | None = None,
+          images: bool = True, docker_host: str | None = None) -> Built:
+    """The bundle; with ``images``, the Docker runtime's images too, built in the engine
+    at ``docker_host`` (asked first, so a missing engine fails before the freeze)."""
     t0 = time.monotonic()
     v = version()
     epoch, built_at = build_time()
+    client = img.connect(docker_host or img.docker_host()) if images else None
     work = work or out_dir / f".tracehold-bundle-work-{v}"
     top = work / f"tracehold-{v}-{PLATFORM}"
     shutil.rmtree(top, ignore_errors=True)
@@ -216,12 +232,19 @@ def build(s: Settings, out_dir: Path, signing_key: Path, *, frozen: Path | None 
     _copy_tree(resources.playbooks(), top / "kb")
     stage("collecting third-party licences")
     stage_licenses(s, top)
-    components += stage_appliance(frozen or freeze(work, stage), top)
+    frozen_dir = frozen or freeze(work, stage)
+    components += stage_appliance(frozen_dir, top)
+    built: list[img.BuiltImage] = []
+    if client is not None:
+        stage("building the Docker runtime's images from scratch")
+        built = img.stage_images(client, top, bin_dir=s.bin_dir, frozen_dir=frozen_dir,
+                                 version=v, built_at=epoch, stage=stage)
+        components += image_components(built)
     _copy(Path(__file__).with_name("install.sh"), top / "install.sh", executable=True)
     stage("checksumming and signing the manifest")
-    manifest = seal(top, v, built_at, signer, components)
+    manifest = seal(top, v, built_at, signer, components, images=bool(built))
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / archive_name(v)
     stage(f"writing {archive}")
     tarball.write(top, archive, epoch, advance)
-    return Built(archive, manifest, time.monotonic() - t0)
+    return Built(archive, manifest, time.monotonic() - t0, built)

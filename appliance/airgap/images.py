@@ -62,9 +62,19 @@ def connect(url: str) -> Any:
         return docker.DockerClient(base_url=url, version="auto", timeout=900)
     except docker.errors.DockerException as e:
         raise ConfigError(
-            f"no Docker engine answers at {url} ({str(e)[:200]}): the bundle's container "
+            f"no Docker engine answers at {url} ({_reason(e)}): the bundle's container "
             "images are built with one. Start it or name another with --docker-host URL "
             "(or DOCKER_HOST), or build a native-only bundle with --no-images") from e
+
+
+def _reason(e: BaseException) -> str:
+    """The OS's word for why (refused, no such file), not the SDK's three wrappers."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return str(e)[:160]
 
 
 def _add_frozen(tree: rootfs.Tree, folder: Path) -> frozenset[str]:
@@ -173,6 +183,33 @@ def load_stream(ref: str, cfg: bytes, layer: Path, diff_id: str,
     yield _pad(size) + b"\0" * (2 * BLOCK)
 
 
+def load(client: Any, data: Any) -> list[str]:
+    """``docker load`` of ``data`` (a file, bytes or a stream of chunks); the ids loaded.
+    The engine's refusal (a layer that is not its diff id) raises the SDK's
+    ImageLoadError. Done here rather than with ``client.images.load``, which leaves its
+    response (and a socket) open."""
+    import docker
+
+    api = client.api  # the SDK's low-level client is a requests session
+    url = f"{api.base_url}/v{api.api_version}/images/load"
+    ids: list[str] = []
+    with api.post(url, data=data, stream=True) as res:
+        if res.status_code != 200:
+            raise docker.errors.ImageLoadError(f"{res.status_code}: {res.text[:500]}")
+        for line in res.iter_lines():
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if "errorDetail" in msg:
+                raise docker.errors.ImageLoadError(msg["errorDetail"].get("message", msg))
+            said = str(msg.get("stream", ""))
+            if said.startswith("Loaded image ID: "):
+                ids.append(said.split(": ", 1)[1].strip())
+            elif said.startswith("Loaded image: "):
+                ids.append(client.images.get(said.split(": ", 1)[1].strip()).id)
+    return ids
+
+
 def build_image(client: Any, image: ci.Image, *, bin_dir: Path, frozen_dir: Path | None,
                 version: str, built_at: int, stage: Stage | None = None) -> str:
     """Build ``image`` from scratch, load it into ``client``'s engine tagged
@@ -188,11 +225,11 @@ def build_image(client: Any, image: ci.Image, *, bin_dir: Path, frozen_dir: Path
         cfg = config(image, diff_id, version, built_at)
         image_id = f"sha256:{hashlib.sha256(cfg).hexdigest()}"
         try:
-            loaded = client.images.load(load_stream(ref, cfg, layer, diff_id, built_at))
+            loaded = load(client, load_stream(ref, cfg, layer, diff_id, built_at))
         except docker.errors.DockerException as e:
             raise ConfigError(f"the Docker engine refused the {ref} image: {e}") from e
-    if [i.id for i in loaded] != [image_id]:
-        raise ConfigError(f"{ref} loaded as {[i.id for i in loaded]}, built as {image_id}")
+    if loaded != [image_id]:
+        raise ConfigError(f"{ref} loaded as {loaded}, built as {image_id}")
     return image_id
 
 

@@ -24,6 +24,11 @@ UNLISTED = frozenset({MANIFEST, SIGNATURE, PUBLIC_KEY, SUMS})
 CHUNK = 1 << 20
 
 Part = Literal["installer", "appliance", "binaries", "images", "models", "kb", "licenses"]
+Runtime = Literal["native", "docker"]
+
+
+def _native_only() -> list[Runtime]:
+    return ["native"]
 
 
 class FileEntry(BaseModel):
@@ -53,6 +58,9 @@ class Manifest(BaseModel):
     built_at: str
     signing_key: str  # the key id (appliance.audit.signing.key_id) that signed it
     components: list[Component] = Field(default_factory=list)
+    # What `bundle install --runtime` can take: "docker" only when the bundle carries the
+    # container images (images/); a bundle built with --no-images says ["native"].
+    runtimes: list[Runtime] = Field(default_factory=_native_only)
     files: list[FileEntry]
 
     def dumps(self) -> bytes:

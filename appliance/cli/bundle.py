@@ -57,10 +57,16 @@ def build(
              "bundle. Default: ~/.tracehold-build/bundle-signing-key.pem")] = None,
     frozen: Annotated[Path | None, typer.Option(
         help="Use this PyInstaller folder instead of freezing again")] = None,
+    docker_host: Annotated[str | None, typer.Option(
+        help="The Docker engine the container images are built in (default: DOCKER_HOST, "
+             "else unix:///var/run/docker.sock)")] = None,
+    images: Annotated[bool, typer.Option(
+        help="Build the Docker runtime's images; --no-images: a native-only bundle")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Build tracehold-<version>-linux-x86_64.tar (on a connected build host, after
-    `make setup`): frozen appliance, binaries, model, knowledge base, licences, signed."""
+    `make setup`): frozen appliance, binaries, model, knowledge base, licences, the
+    Docker runtime's images (built from scratch), signed."""
     from appliance.airgap.build import build as build_bundle
     from appliance.settings import resolve
 
@@ -71,13 +77,17 @@ def build(
     bar, advance = _bar("writing the archive")
     with bar:
         built = build_bundle(resolve(None), out, key, frozen=frozen, stage=stage,
-                             advance=advance)
+                             advance=advance, images=images, docker_host=docker_host)
     m = built.manifest
     data = {"archive": str(built.archive), "version": m.version, "bytes": m.size(),
             "by_part": m.by_part(), "files": len(m.files), "signing_key": m.signing_key,
-            "seconds": round(built.seconds, 1)}
+            "seconds": round(built.seconds, 1), "runtimes": m.runtimes,
+            "images": [{"name": i.name, "ref": i.ref, "id": i.id, "archive": i.archive,
+                        "bytes": i.bytes, "seconds": i.seconds} for i in built.images]}
     parts = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in m.by_part().items())
     emit(data, as_json, [f"{built.archive}: {m.size() / 2**20:.0f} MiB ({parts})",
+                         *(f"  {i.ref}: {i.id[:19]}, {i.bytes / 2**20:.0f} MiB"
+                           for i in built.images),
                          f"signed by {m.signing_key}; took {built.seconds:.0f} s"])
 
 
