@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import tomllib
@@ -200,3 +201,25 @@ def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
     built = json.loads((Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output"))
                         / "airgap" / "bundle.json").read_text())
     assert {i["name"] for i in built["images"]} == set(ci.images())
+
+
+def test_no_images_builds_a_native_only_bundle_without_an_engine(tmp_path: Path) -> None:
+    # The frozen folder is a stand-in (one executable): what is checked is the images part.
+    frozen = tmp_path / "frozen"
+    frozen.mkdir()
+    (frozen / "tracehold").write_text("#!/bin/sh\n")
+    (frozen / "tracehold").chmod(0o755)
+    done = subprocess.run(
+        [sys.executable, "-m", "appliance", "bundle", "build", "--out", str(tmp_path / "out"),
+         "--signing-key", str(tmp_path / "key.pem"), "--frozen", str(frozen), "--no-images",
+         "--docker-host", f"unix://{tmp_path}/no-engine.sock", "--json"],
+        capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    built = json.loads(done.stdout)
+    assert built["runtimes"] == ["native"] and built["images"] == []
+    with tarfile.open(built["archive"]) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        manifest = mf.parse(tar.extractfile(f"{top}/{mf.MANIFEST}").read())  # type: ignore[union-attr]
+        assert not [n for n in tar.getnames() if n.startswith(f"{top}/images")]
+    assert manifest.runtimes == ["native"]
+    assert not [c for c in manifest.components if c.digest]
