@@ -307,10 +307,13 @@ class DockerLauncher:
         self.tag = tag
 
     def prepare(self, specs: list[ComponentSpec]) -> None:
-        """Check every image is there (loading from the bundle) before anything starts."""
+        """Check every image is there (loading from the bundle) before anything starts, and
+        remove what an earlier run on this data folder left (its supervisor killed -9:
+        its containers outlive it, holding their ports)."""
         for sp in specs:
             ci.for_component(sp.name)  # KeyError for a component no image runs
         ensure_images(self.client, specs, self.s.images_dir, self.tag)
+        remove_containers(self.client, self.s.data_dir)
 
     def __call__(self, spec: ComponentSpec, log: Path) -> ContainerProcess:
         from docker.errors import DockerException, NotFound
