@@ -186,11 +186,10 @@ PARTS: dict[str, mf.Part] = {"install.sh": "installer", "appliance": "appliance"
 
 
 def seal(top: Path, v: str, built_at: str, signer: Signer,
-         components: list[mf.Component], images: bool = False) -> mf.Manifest:
+         components: list[mf.Component]) -> mf.Manifest:
     """Write manifest.json, its signature, the public key and SHA256SUMS into ``top``."""
     manifest = mf.Manifest(version=v, platform=PLATFORM, built_at=built_at,
                            signing_key=signer.key_id, components=components,
-                           runtimes=["native", "docker"] if images else ["native"],
                            files=_entries(top, PARTS))
     raw = manifest.dumps()
     (top / mf.MANIFEST).write_bytes(raw)
@@ -240,9 +239,13 @@ def build(s: Settings, out_dir: Path, signing_key: Path, *, frozen: Path | None 
         built = img.stage_images(client, top, bin_dir=s.bin_dir, frozen_dir=frozen_dir,
                                  version=v, built_at=epoch, stage=stage)
         components += image_components(built)
+    else:
+        components.append(mf.Component(
+            name=mf.NO_IMAGES, version="none", source="not built (bundle build --no-images): "
+            "a native-only bundle, for install --runtime native"))
     _copy(Path(__file__).with_name("install.sh"), top / "install.sh", executable=True)
     stage("checksumming and signing the manifest")
-    manifest = seal(top, v, built_at, signer, components, images=bool(built))
+    manifest = seal(top, v, built_at, signer, components)
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / archive_name(v)
     stage(f"writing {archive}")

@@ -25,10 +25,9 @@ CHUNK = 1 << 20
 
 Part = Literal["installer", "appliance", "binaries", "images", "models", "kb", "licenses"]
 Runtime = Literal["native", "docker"]
-
-
-def _native_only() -> list[Runtime]:
-    return ["native"]
+# A bundle built with --no-images says so with this component (not a new field: the
+# manifest forbids unknown fields, so an installer frozen before it could not read it).
+NO_IMAGES = "container images"
 
 
 class FileEntry(BaseModel):
@@ -58,9 +57,6 @@ class Manifest(BaseModel):
     built_at: str
     signing_key: str  # the key id (appliance.audit.signing.key_id) that signed it
     components: list[Component] = Field(default_factory=list)
-    # What `bundle install --runtime` can take: "docker" only when the bundle carries the
-    # container images (images/); a bundle built with --no-images says ["native"].
-    runtimes: list[Runtime] = Field(default_factory=_native_only)
     files: list[FileEntry]
 
     def dumps(self) -> bytes:
@@ -73,6 +69,11 @@ class Manifest(BaseModel):
         """``SHA256SUMS``: one ``<sha256>  <path>`` line per file, in path order."""
         lines = [f"{f.sha256}  {f.path}\n" for f in sorted(self.files, key=lambda f: f.path)]
         return "".join(lines).encode()
+
+    def runtimes(self) -> list[Runtime]:
+        """What `bundle install --runtime` can take: docker only with container images
+        (components with a digest) in the bundle."""
+        return ["native", "docker"] if any(c.digest for c in self.components) else ["native"]
 
     def size(self) -> int:
         return sum(f.size for f in self.files)

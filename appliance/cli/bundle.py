@@ -81,7 +81,7 @@ def build(
     m = built.manifest
     data = {"archive": str(built.archive), "version": m.version, "bytes": m.size(),
             "by_part": m.by_part(), "files": len(m.files), "signing_key": m.signing_key,
-            "seconds": round(built.seconds, 1), "runtimes": m.runtimes,
+            "seconds": round(built.seconds, 1), "runtimes": m.runtimes(),
             "images": [{"name": i.name, "ref": i.ref, "id": i.id, "archive": i.archive,
                         "bytes": i.bytes, "seconds": i.seconds} for i in built.images]}
     parts = ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in m.by_part().items())

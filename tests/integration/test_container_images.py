@@ -186,7 +186,7 @@ def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
         assert vm is not None
         (tmp_path / "vm.tar").write_bytes(vm.read())
     assert set(lock["images"]) == set(ci.images())
-    assert manifest.runtimes == ["native", "docker"]
+    assert manifest.runtimes() == ["native", "docker"]
     by_file = {f.path: f for f in manifest.files}
     components = {c.files[0]: c for c in manifest.components if c.digest}
     for name, entry in lock["images"].items():
@@ -221,5 +221,8 @@ def test_no_images_builds_a_native_only_bundle_without_an_engine(tmp_path: Path)
         top = tar.getnames()[0].split("/")[0]
         manifest = mf.parse(tar.extractfile(f"{top}/{mf.MANIFEST}").read())  # type: ignore[union-attr]
         assert not [n for n in tar.getnames() if n.startswith(f"{top}/images")]
-    assert manifest.runtimes == ["native"]
+    assert manifest.runtimes() == ["native"]
     assert not [c for c in manifest.components if c.digest]
+    assert [c.source for c in manifest.components if c.name == mf.NO_IMAGES] == [
+        "not built (bundle build --no-images): a native-only bundle, for install --runtime "
+        "native"]
