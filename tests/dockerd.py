@@ -66,7 +66,9 @@ def dockerd(netns: str | None = None, timeout: float = 60.0) -> Iterator[Dockerd
             "--pidfile", str(root / "dockerd.pid"), "-H", f"unix://{root / 'docker.sock'}",
             "--containerd-namespace", f"thd{tag}", "--containerd-plugins-namespace", f"thdp{tag}"]
     if netns is not None:
-        argv = ["ip", "netns", "exec", netns, *argv]
+        # nsenter joins only the network namespace: `ip netns exec` also remounts /sys,
+        # which hides the cgroup mounts dockerd needs ("Devices cgroup isn't mounted")
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *argv]
     with open(root / "dockerd.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
