@@ -97,6 +97,10 @@ def dockerd(netns: str | None = None, timeout: float = 60.0) -> Iterator[Dockerd
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        # overlay mounts under the data root go with dockerd; whatever is left is ours
-        subprocess.run(["umount", "-R", str(root / "data")], capture_output=True, check=False)
+        # overlay mounts under the data root go with dockerd; whatever is left is ours, as is
+        # the bind mount of the network namespace that host-network containers leave in the
+        # exec root (exec/netns/default), which kept the folder: deepest first
+        mounts = [ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(f"{root}/")), reverse=True):
+            subprocess.run(["umount", mount], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
