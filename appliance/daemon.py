@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     s = resolve(args.data_dir, running=True)
-    store = SpanStore(s.span_db)
+    store = SpanStore(s.span_db, memory_limit=s.span_store_memory_limit)
     records = Records.open(store, s)
     stop = threading.Event()
     start_background(records, stop)

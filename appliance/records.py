@@ -79,7 +79,7 @@ class Records:
 def opened(settings: Settings) -> Iterator[Records]:
     """The record stores on the DuckDB file, for a CLI command when no daemon owns it
     (DuckDB's file lock keeps the file to one process)."""
-    store = SpanStore(settings.span_db)
+    store = SpanStore(settings.span_db, memory_limit=settings.span_store_memory_limit)
     try:
         yield Records.open(store, settings)
     finally:

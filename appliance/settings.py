@@ -260,6 +260,11 @@ class Settings(BaseSettings):
     prometheus_retention: str = Field("2d", description="Prometheus local retention (short)")
     victoriametrics_retention_months: int = Field(12, ge=1, description="VictoriaMetrics retention")
     span_retention_days: int = Field(30, ge=1, description="Spans older than this are deleted")
+    span_store_memory_limit: str = Field(
+        "2GB", pattern=r"^[0-9]+(\.[0-9]+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory the daemon's DuckDB may use (cache, unsealed spans, sorts; "
+                    "beyond it, it spills to disk), e.g. 2GB",
+    )
     spanmetrics_flush_interval: str = Field(
         "2s", description="How often the collector flushes derived metrics"
     )

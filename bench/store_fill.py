@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -165,6 +166,7 @@ def main() -> None:
     parser.add_argument("--seal-rows", type=int, default=250_000)
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--queries-only", action="store_true")
+    parser.add_argument("--memory-limit", help="DuckDB memory_limit (the daemon's setting)")
     parser.add_argument("--output", default="store-fill.json", help="file in bench/results/")
     args = parser.parse_args()
     out_file = RESULTS / args.output
@@ -180,7 +182,9 @@ def main() -> None:
     def save() -> None:
         out_file.write_text(json.dumps(result, indent=2) + "\n")
 
-    store = SpanStore(args.db, seal_rows=args.seal_rows)
+    store = SpanStore(args.db, seal_rows=args.seal_rows, memory_limit=args.memory_limit)
+    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=Path(__file__).parent).stdout.strip()
     stored = store.count()
     print(f"store holds {stored:,} spans", flush=True)
     limits = IngestLimits(max_body_bytes=64 * 1024 * 1024)
@@ -228,7 +232,8 @@ def main() -> None:
                      "seals": len(seals),
                      "seal_s_max": round(max(seals), 2) if seals else None,
                      "load_avg_1m": round(os.getloadavg()[0], 2),
-                     "at": datetime.now(UTC).isoformat(timespec="seconds")}
+                     "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "code": code, "memory_limit": args.memory_limit}
             assert stats["span_count"] == stored, (stats["span_count"], stored)
             result["curve"].append(point)
             print(json.dumps(point), flush=True)
@@ -241,7 +246,7 @@ def main() -> None:
     assert count == stored, (count, stored)  # every span once, retries included
     runs = result.setdefault("runs", [])
     if not args.queries_only:
-        runs.append({"ended_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        runs.append({"ended_at": datetime.now(UTC).isoformat(timespec="seconds"), "code": code,
                      "stored_spans": stored, "ingest_seconds": round(spent, 1),
                      "spans_per_s": round((stored - (runs[-1]["stored_spans"] if runs else 0))
                                           / spent) if spent else None,

@@ -93,8 +93,11 @@ def migrate(con: duckdb.DuckDBPyConnection, component: str,
 class Database:
     """The DuckDB file at ``path``, opened (and its version checked) on construction."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: dict[str, str] | None = None) -> None:
         self.path = Path(path)
+        # DuckDB settings of the database instance (e.g. memory_limit), given to every
+        # connect, so a reopen after a fatal error keeps them.
+        self._config: dict[str, str | bool | int | float | list[str]] = {**(config or {})}
         self._lock = threading.Lock()
         self._local = threading.local()
         # weak: a thread's cursor goes (and is closed) with the thread's locals
@@ -103,7 +106,7 @@ class Database:
         self._con: duckdb.DuckDBPyConnection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(self.path))
+            self._con = duckdb.connect(str(self.path), config=self._config)
             self._check_version(self._con)
         except BaseException as exc:
             if self._con is not None:
@@ -153,7 +156,7 @@ class Database:
             raise StoreError("span store is closed")
         if self._con is None:
             try:
-                self._con = duckdb.connect(str(self.path))
+                self._con = duckdb.connect(str(self.path), config=self._config)
             except duckdb.Error as exc:
                 raise store_error(exc) from exc
         return self._con
@@ -173,6 +176,16 @@ class Database:
         self._cursors.clear()
         self._local = threading.local()
         self._con = None
+
+    def checkpoint(self) -> None:
+        """Write committed changes from the WAL into the file and empty the WAL (DuckDB's
+        CHECKPOINT), under the write lock."""
+        with self._lock:
+            con = self._writer()
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise self._failed(exc) from exc
 
     # ------------------------------------------------------------------ reads
 

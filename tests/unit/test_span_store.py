@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from appliance.errors import StoreError, StoreUnavailable
 from appliance.ingest import conventions as cv
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import SpanRow, to_rows
+from appliance.store import partitions
 from appliance.store.database import SCHEMA_VERSION
 from appliance.store.spans import SpanStore
 
@@ -259,6 +261,16 @@ def test_rows_that_do_not_fit_the_columns(store: SpanStore) -> None:
     assert store.count() == 0
 
 
+def test_json_the_fast_encoder_refuses_is_stored_too(store: SpanStore) -> None:
+    """orjson encodes the JSON columns; what it refuses (an int beyond 64 bits) goes
+    through the standard encoder instead of failing the batch."""
+    big = dataclasses.replace(make_row(1), attributes={**TEMPLATE.attributes, "big": 2**70})
+    assert store.insert([big, make_row(2)]) == 2
+    (span,) = [s for s in store.trace(big.trace_id) if s["span_id"] == big.span_id]
+    assert span["attributes"]["big"] == 2**70
+    assert span["attributes"]["quote"] == "it's \"quoted\" ü"
+
+
 def test_read_cursors_end_with_their_threads(store: SpanStore) -> None:
     thread = threading.Thread(target=store.count)
     thread.start()
@@ -342,3 +354,54 @@ def test_file_locked_by_another_process_is_unavailable(store: SpanStore) -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=Path(__file__).parents[2])
     assert out.stdout.startswith("unavailable:"), out.stdout + out.stderr
+
+
+def test_a_bad_batch_in_a_group_commit_fails_alone(store: SpanStore,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches inserted while another commits share one transaction; when one of them
+    can never be stored, the others are committed without it and only it fails."""
+    holding = threading.Event()
+    groups: list[str] = []
+
+    def hold_first(name: str) -> None:
+        groups.append(name)
+        if not holding.is_set():  # the first commit waits until two more batches queue
+            holding.set()
+            deadline = time.monotonic() + 30
+            while len(store._group._queue) < 2 and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+    monkeypatch.setattr(partitions, "before_commit", hold_first)
+    broken = [make_row(20), dataclasses.replace(make_row(21), span_id=None)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        first = pool.submit(store.insert, [make_row(0)])
+        holding.wait(timeout=30)
+        bad = pool.submit(store.insert, broken)
+        good = pool.submit(store.insert, [make_row(1), make_row(2)])
+        assert first.result() == 1 and good.result() == 2
+        with pytest.raises(StoreError) as info:
+            bad.result()
+    assert not isinstance(info.value, StoreUnavailable)
+    assert groups[0] == "insert 1" and "insert 2" not in groups  # the group failed...
+    assert store.count() == 3  # ...and its good batch was committed alone
+    assert {s["name"] for s in store.spans(10)} == {"span-0", "span-1", "span-2"}
+
+
+def test_duckdb_settings_survive_a_reopen(tmp_path: Path) -> None:
+    """memory_limit (the daemon's setting) and the checkpoint threshold apply to the
+    database, also after a fatal error made it reopen."""
+    store = SpanStore(tmp_path / "s.duckdb", memory_limit="512MiB")
+    try:
+        def settings() -> dict[str, str]:
+            return {r["name"]: r["value"] for r in store.read(
+                "SELECT name, value FROM duckdb_settings() WHERE name IN "
+                "('memory_limit', 'checkpoint_threshold')")}
+
+        assert settings() == {"memory_limit": "512.0 MiB", "checkpoint_threshold": "256.0 MiB"}
+        store.db._con = _DiskFull(store.db._con)  # type: ignore[arg-type]
+        store.db._con.error = duckdb.FatalException  # type: ignore[union-attr]
+        with pytest.raises(StoreUnavailable):
+            store.insert([make_row(1)])
+        assert settings() == {"memory_limit": "512.0 MiB", "checkpoint_threshold": "256.0 MiB"}
+    finally:
+        store.close()
