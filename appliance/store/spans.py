@@ -11,9 +11,8 @@ Why it looks like this:
   sees a span twice. ``insert`` therefore returns the spans written, not the new ones.
 * A batch becomes one pyarrow Table appended by one statement in one transaction that
   commits before ``insert`` returns (the daemon answers 200 after it): nothing is
-  half-written when it fails. Batches inserted concurrently share that transaction
-  (``appliance.store.group_commit``: fewer commits, each insert still returns after the
-  commit holding its batch).
+  half-written when it fails. (Group commit, concurrent batches in one transaction, was
+  built and measured: no gain, bench/results/group-commit.json.)
 * DuckDB checkpoints at the seal, not every few batches (``CHECKPOINT_THRESHOLD``).
 * The message text is stored once: ``gen_ai.input.messages`` / ``gen_ai.output.messages``
   are kept in their typed columns and left out of the attributes JSON
@@ -50,12 +49,11 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from appliance.errors import StoreError, StoreUnavailable
+from appliance.errors import StoreError
 from appliance.ingest import conventions
 from appliance.ingest.rows import SpanRow
 from appliance.store import partitions
 from appliance.store.database import Database, Step, migrate
-from appliance.store.group_commit import GroupCommit
 from appliance.store.partitions import HOT, Sealed
 
 log = logging.getLogger("tracehold.store")
@@ -170,7 +168,7 @@ def _partition_v1(con: duckdb.DuckDBPyConnection) -> None:
     partitions.rebuild_view(con, _NAMES)
 
 
-MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1], [partitions.add_trace_summaries]]
+MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1]]
 
 
 class SpanStore:
@@ -194,9 +192,6 @@ class SpanStore:
             config["memory_limit"] = memory_limit
         self.db = Database(path, config)
         self._checkpoint_after_seal = checkpoint_threshold is not None
-        # A batch that can never be stored fails alone; a full disk fails the group (503).
-        self._group: GroupCommit[pa.Table] = GroupCommit(
-            self._append, lambda exc: not isinstance(exc, StoreUnavailable))
         self.path = self.db.path
         self.seal_rows = seal_rows
         self._listeners: list[Callable[[Sequence[SpanRow]], object]] = []
@@ -217,32 +212,26 @@ class SpanStore:
     def insert(self, rows: Sequence[SpanRow]) -> int:
         """Append rows in one transaction, committed on return; returns how many were
         written (a retried span is written again and shown once: see the module doc).
-        Concurrent inserts share one transaction (``group_commit``); each returns after
-        that commit. Seals the hot table afterwards when it has reached ``seal_rows``."""
+        Seals the hot table afterwards when it has reached ``seal_rows``."""
         if not rows:
             return 0
         try:
             table = _table(rows)
         except (pa.ArrowException, TypeError, ValueError) as exc:  # not SpanRow-shaped
             raise StoreError(f"cannot store these rows: {exc}") from exc
-        self._group.submit(table)  # committed (with batches handed in meanwhile)
-        self._notify(rows)
-        if self._hot >= self.seal_rows:
-            self.seal()
-        return len(rows)
-
-    def _append(self, tables: list[pa.Table]) -> None:
-        """The group commit's transaction: every waiting batch, one append, one commit."""
-        batch = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         with self.db.transaction() as con:
-            con.register("_batch", batch)
+            con.register("_batch", table)
             try:
                 con.execute(f"INSERT INTO {HOT} ({_NAMES}) SELECT {_NAMES} FROM _batch")
             finally:
                 with contextlib.suppress(duckdb.Error):
                     con.unregister("_batch")
-            partitions.checkpoint(f"insert {len(tables)}")
-            self._hot += batch.num_rows
+            self._hot += len(rows)
+            full = self._hot >= self.seal_rows
+        self._notify(rows)
+        if full:
+            self.seal()
+        return len(rows)
 
     def seal(self) -> Sealed:
         """Move the hot rows into their partitions now (one transaction)."""
@@ -318,8 +307,9 @@ class SpanStore:
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """All spans of one trace, ordered by start_time."""
-        return [_span(r) for r in self.db.read(partitions.trace_sql(_NAMES),
-                                               [trace_id.lower()])]
+        return [_span(r) for r in self.db.read(
+            f"SELECT {_NAMES} FROM spans WHERE trace_id = ? ORDER BY start_time, span_id",
+            [trace_id.lower()])]
 
     def spans(self, limit: int, offset: int = 0, service: str | None = None,
               trace_id: str | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,6 @@ from appliance.errors import StoreError, StoreUnavailable
 from appliance.ingest import conventions as cv
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import SpanRow, to_rows
-from appliance.store import partitions
 from appliance.store.database import SCHEMA_VERSION
 from appliance.store.spans import SpanStore
 
@@ -354,37 +352,6 @@ def test_file_locked_by_another_process_is_unavailable(store: SpanStore) -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=Path(__file__).parents[2])
     assert out.stdout.startswith("unavailable:"), out.stdout + out.stderr
-
-
-def test_a_bad_batch_in_a_group_commit_fails_alone(store: SpanStore,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """Batches inserted while another commits share one transaction; when one of them
-    can never be stored, the others are committed without it and only it fails."""
-    holding = threading.Event()
-    groups: list[str] = []
-
-    def hold_first(name: str) -> None:
-        groups.append(name)
-        if not holding.is_set():  # the first commit waits until two more batches queue
-            holding.set()
-            deadline = time.monotonic() + 30
-            while len(store._group._queue) < 2 and time.monotonic() < deadline:
-                time.sleep(0.001)
-
-    monkeypatch.setattr(partitions, "before_commit", hold_first)
-    broken = [make_row(20), dataclasses.replace(make_row(21), span_id=None)]
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        first = pool.submit(store.insert, [make_row(0)])
-        holding.wait(timeout=30)
-        bad = pool.submit(store.insert, broken)
-        good = pool.submit(store.insert, [make_row(1), make_row(2)])
-        assert first.result() == 1 and good.result() == 2
-        with pytest.raises(StoreError) as info:
-            bad.result()
-    assert not isinstance(info.value, StoreUnavailable)
-    assert groups[0] == "insert 1" and "insert 2" not in groups  # the group failed...
-    assert store.count() == 3  # ...and its good batch was committed alone
-    assert {s["name"] for s in store.spans(10)} == {"span-0", "span-1", "span-2"}
 
 
 def test_duckdb_settings_survive_a_reopen(tmp_path: Path) -> None:
