@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--queries-only", action="store_true")
     parser.add_argument("--memory-limit", help="DuckDB memory_limit (the daemon's setting)")
+    parser.add_argument("--code", help="the code version to note in each point "
+                                       "(default: this checkout's commit)")
     parser.add_argument("--output", default="store-fill.json", help="file in bench/results/")
     args = parser.parse_args()
     out_file = RESULTS / args.output
@@ -183,8 +185,9 @@ def main() -> None:
         out_file.write_text(json.dumps(result, indent=2) + "\n")
 
     store = SpanStore(args.db, seal_rows=args.seal_rows, memory_limit=args.memory_limit)
-    code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True, cwd=Path(__file__).parent).stdout.strip()
+    code = args.code or subprocess.run(["git", "rev-parse", "--short", "HEAD"],
+                                       capture_output=True, text=True,
+                                       cwd=Path(__file__).parent).stdout.strip()
     stored = store.count()
     print(f"store holds {stored:,} spans", flush=True)
     limits = IngestLimits(max_body_bytes=64 * 1024 * 1024)
