@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from appliance.errors import InvalidRequest
@@ -25,6 +25,7 @@ from appliance.evals.content import call_of
 from appliance.evals.evaluators import Encoder, Evaluators
 from appliance.evals.store import EvalStore, Evaluation
 from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS
+from appliance.store import partitions
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.evals")
@@ -32,6 +33,13 @@ _OP = BY_COLUMN["operation"].column
 _CALLS = f"{_OP} IN ({', '.join(repr(op) for op in MODEL_CALL_OPERATIONS)})"  # fixed names
 SEEN = "greatest(end_time, received_at)"
 _HASH_RANGE = 1_000_000
+# The span columns a round reads (through partitions.copies_sql).
+_COLUMNS = ("trace_id, span_id, service_name, start_time, end_time, received_at, "
+            f"{_OP}, input_messages, output_messages, attributes, events, retrieval_scores, "
+            "eval_scores")
+# A trace's retrieval arrives within this long of its model call (the same or a nearby
+# export batch; a collector's retry queue delays both alike).
+RETRIEVAL_SLACK = timedelta(minutes=10)
 
 
 @dataclass
@@ -60,31 +68,73 @@ class EvalRunner:
         self.cost_per_call = 0.05  # CPU seconds, refined as calls are scored
 
     def pending(self, where: str, params: Sequence[Any], sample_rate: float,
-                limit: int = 100_000) -> tuple[int, list[dict[str, Any]]]:
-        """(how many calls are waiting, the sampled ones): model calls with an answer in
-        ``where`` (a fixed fragment, values in ``params``) that have no evaluation yet."""
-        base = (f"FROM spans WHERE {_CALLS} AND output_messages IS NOT NULL AND ({where}) "
-                "AND NOT EXISTS (SELECT 1 FROM evaluations e WHERE e.trace_id = spans.trace_id "
+                limit: int = 100_000, max_calls: int | None = None
+                ) -> tuple[int, int, list[dict[str, Any]]]:
+        """(how many calls are waiting, how many of them the sample takes, the ones to
+        score now): model calls with an answer in ``where`` (a fixed fragment on span
+        columns, values in ``params``) that have no evaluation yet; at most ``max_calls``
+        of the sample, spread over the window rather than its start.
+
+        The sample's keys are read first and the content of only the calls kept, and
+        ``where`` goes into the hot rows' dedup (``partitions.copies_sql``): a round at a
+        high call rate keeps a few dozen of thousands, and reading every sampled row's
+        messages through the whole ``spans`` view slowed the daemon's ingest by a quarter
+        (bench/results/evals-ingest-before.json)."""
+        rows_of = f"FROM {partitions.copies_sql(_COLUMNS, where)} spans"
+        both = [*params, *params]
+        base = (f"{rows_of} WHERE {_CALLS} AND output_messages IS NOT NULL AND NOT EXISTS ("
+                "SELECT 1 FROM evaluations e WHERE e.trace_id = spans.trace_id "
                 "AND e.span_id = spans.span_id)")
-        total = int(self.store.read(f"SELECT count(*) AS n {base}", params)[0]["n"])
+        total = int(self.store.read(
+            f"SELECT count(DISTINCT (trace_id, span_id)) AS n {base}", both)[0]["n"])
+        keys = self.store.read(
+            f"SELECT trace_id, span_id, min(received_at) AS received_at {base} "
+            f"AND hash(span_id) % {_HASH_RANGE} < ? GROUP BY trace_id, span_id "
+            "ORDER BY received_at, span_id LIMIT ?",
+            [*both, int(sample_rate * _HASH_RANGE), limit])
+        keep = keys
+        if max_calls is not None and len(keys) > max_calls:
+            stride = len(keys) / max(max_calls, 1)
+            keep = [keys[int(i * stride)] for i in range(max(max_calls, 0))]
+        if not keep:
+            return total, len(keys), []
+        wanted = {(k["trace_id"], k["span_id"]) for k in keep}
         rows = self.store.read(
             "SELECT trace_id, span_id, service_name, input_messages, output_messages, "
             "attributes::VARCHAR AS attributes, events::VARCHAR AS events, retrieval_scores, "
             f"map_keys(eval_scores) AS app_scores, received_at {base} "
-            f"AND hash(span_id) % {_HASH_RANGE} < ? ORDER BY received_at, span_id LIMIT ?",
-            [*params, int(sample_rate * _HASH_RANGE), limit])
-        return total, rows
+            "AND span_id IN (SELECT unnest(?)) ORDER BY received_at, span_id",
+            [*both, sorted({k["span_id"] for k in keep})])
+        out = []
+        for r in rows:  # the first copy of each kept call
+            if (key := (r["trace_id"], r["span_id"])) in wanted:
+                wanted.discard(key)
+                out.append(r)
+        return total, len(keys), out
 
-    def _retrievals(self, trace_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def _retrievals(self, trace_ids: Sequence[str], received: Sequence[datetime] = ()
+                    ) -> dict[str, list[dict[str, Any]]]:
+        """The retrieval spans of ``trace_ids``; with ``received`` (the calls' arrival
+        times), only those that arrived within ``RETRIEVAL_SLACK`` of them, so DuckDB
+        skips the older row groups instead of reading every span's trace id."""
         if not trace_ids:
             return {}
+        where, params = f"{_OP} = 'retrieval' AND trace_id IN (SELECT unnest(?))", \
+            list[Any]([list(trace_ids)])
+        if received:
+            where += " AND received_at BETWEEN ? AND ?"
+            params += [min(received) - RETRIEVAL_SLACK, max(received) + RETRIEVAL_SLACK]
         rows = self.store.read(
-            "SELECT trace_id, attributes::VARCHAR AS attributes, events::VARCHAR AS events, "
-            f"retrieval_scores FROM spans WHERE trace_id IN (SELECT unnest(?)) "
-            f"AND {_OP} = 'retrieval' ORDER BY start_time", [list(trace_ids)])
+            "SELECT trace_id, span_id, attributes::VARCHAR AS attributes, "
+            "events::VARCHAR AS events, retrieval_scores "
+            f"FROM {partitions.copies_sql(_COLUMNS, where)} ORDER BY start_time, span_id",
+            [*params, *params])
         out: dict[str, list[dict[str, Any]]] = {}
+        seen: set[tuple[str, str]] = set()
         for r in rows:
-            out.setdefault(r["trace_id"], []).append(r)
+            if (key := (r["trace_id"], r["span_id"])) not in seen:  # one copy of a retry
+                seen.add(key)
+                out.setdefault(r["trace_id"], []).append(r)
         return out
 
     def score(self, row: dict[str, Any], retrievals: Sequence[dict[str, Any]]
@@ -107,16 +157,15 @@ class EvalRunner:
         """Score the pending calls of ``where``; ``max_calls`` caps one round (the rest is
         counted as over budget), ``progress`` is called every ``every`` calls."""
         stats, wall0 = RunStats(), time.monotonic()
-        stats.calls, rows = self.pending(where, params,
-                                         self.sample_rate if sample_rate is None else sample_rate)
-        stats.sampled = len(rows)
-        if max_calls is not None and len(rows) > max_calls:
-            stride = len(rows) / max(max_calls, 1)  # spread over the window, not its start
-            keep = [rows[int(i * stride)] for i in range(max(max_calls, 0))]
-            stats.over_budget, rows = len(rows) - len(keep), keep
+        stats.calls, stats.sampled, rows = self.pending(
+            where, params, self.sample_rate if sample_rate is None else sample_rate,
+            max_calls=max_calls)
+        if max_calls is not None:
+            stats.over_budget = max(0, stats.sampled - max(max_calls, 0))
         for start in range(0, len(rows), every):
             batch = rows[start:start + every]
-            retrievals = self._retrievals(list({r["trace_id"] for r in batch}))
+            retrievals = self._retrievals(list({r["trace_id"] for r in batch}),
+                                          [r["received_at"] for r in batch])
             out: list[Evaluation] = []
             for row in batch:
                 if stop is not None and stop.is_set():

@@ -109,6 +109,17 @@ def rebuild_view(con: duckdb.DuckDBPyConnection, names: str,
         "AND s.start_time = h.start_time GROUP BY h.trace_id, h.span_id)")
 
 
+def copies_sql(names: str, where: str) -> str:
+    """Every stored copy of the spans ``where`` keeps, as a subquery: the sealed rows and
+    the hot rows, without the hot rows' dedup (a retried span can appear twice). For a
+    reader that keys what it makes by (trace_id, span_id), so a repeat costs nothing: a
+    query on ``spans`` anti-joins its hot rows against every sealed key, whatever its
+    filter (~0.2 s of CPU at 110k hot rows and 2.7M sealed). ``where`` filters the
+    table's columns with ``?`` placeholders, which appear twice: pass its values twice."""
+    return (f"(SELECT {names} FROM spans_sealed WHERE {where} UNION ALL "
+            f"SELECT {names} FROM {HOT} WHERE {where})")
+
+
 def _covering(parts: Sequence[Partition], hour: int) -> Partition | None:
     for p in parts:
         if p.first_hour <= hour < p.end_hour:

@@ -250,6 +250,36 @@ def test_the_worker_scores_new_calls_within_its_budget(tmp_path: Path,
         store.close()
 
 
+def test_a_retried_span_is_scored_once_with_its_chunks_once(tmp_path: Path,
+                                                            evaluators: Evaluators) -> None:
+    """The runner reads stored copies, not the deduplicating view (bench/results/
+    evals-ingest.json): a trace delivered three times (sealed, then twice hot) is one
+    call, scored once, against its two chunks, not six."""
+    from appliance.api.ingest import _ingest
+    from appliance.evals.runner import EvalRunner
+    from appliance.ingest.limits import IngestLimits
+    from tests.genai_traces import AgentTrace, export
+
+    store = SpanStore(tmp_path / "spans.duckdb")
+    try:
+        body = export([AgentTrace(evaluations={})]).SerializeToString()
+        t0 = datetime.now(UTC)
+        for sealed_first in (True, False, False):
+            _ingest(store, body, "application/x-protobuf", None, IngestLimits())
+            if sealed_first:
+                store.seal()
+        assert store.read("SELECT count(*) AS n FROM spans_hot")[0]["n"] == 12
+        runner = EvalRunner(store, EvalStore(store.db), evaluators)
+        stats = runner.run("received_at >= ?", [t0 - timedelta(seconds=1)], max_calls=10)
+        assert (stats.calls, stats.sampled, stats.evaluated, stats.over_budget) == (1, 1, 1, 0)
+        chunks = store.read("SELECT detail FROM evaluations WHERE name = "
+                            "'retrieval_relevance'")[0]["detail"]
+        assert len(json.loads(chunks)["chunks"]) == 2, chunks
+        assert runner.run("received_at >= ?", [t0 - timedelta(seconds=1)]).calls == 0
+    finally:
+        store.close()
+
+
 def test_built_in_scores_are_exported_as_the_collector_s_histograms(
         scored: tuple[SpanStore, SpanStore]) -> None:
     _, without = scored
