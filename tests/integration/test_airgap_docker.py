@@ -1,0 +1,127 @@
+"""The air-gap bundle on the Docker runtime: the same walk as test_airgap.py, with every
+component in a container. A dockerd of the test's own starts INSIDE a network namespace
+that has only loopback (so the host-network containers share it); the bundle is
+installed from a clean prefix with the bare PATH by ``install.sh --runtime docker
+--docker-host <that engine>``, which loads the bundle's images (nothing can be pulled).
+
+Shown: the install starts the stack on containers and it is healthy; a test trace goes
+in through Envoy and its metric is queryable (install-to-first-metric seconds are written
+to test-output/airgap/airgap-docker.json and bench/results/airgap-docker.json); a demo
+failure opens a case, the RCA runs with the bundled model inside the appliance's
+container, the case's export verifies; `down` leaves no container; uninstall removes the
+program and the data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.stack.docker_runtime import client
+from tests.airgap import Host, _json, _output_dir, _unpack, network_namespace
+from tests.dockerd import dockerd
+
+pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "results" / "airgap-docker.json"
+
+
+def _containers(url: str) -> list[str]:
+    c = client(url)
+    try:
+        return [str(x.name) for x in c.containers.list(all=True)]
+    finally:
+        c.close()
+
+
+def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: Path,
+                                                                tmp_path: Path) -> None:
+    out = _output_dir()
+    home = tmp_path / "home"
+    home.mkdir()
+    top = _unpack(airgap_bundle, tmp_path / "unpacked")
+    assert (top / "images" / "images.lock").is_file(), "the bundle carries no images"
+    prefix, data = tmp_path / "opt" / "tracehold", tmp_path / "var" / "tracehold"
+    cmd = str(prefix / "bin" / "tracehold")
+    report: dict[str, object] = {"bundle_bytes": airgap_bundle.stat().st_size,
+                                 "images_bytes": sum(p.stat().st_size for p in
+                                                     (top / "images").glob("*.tar"))}
+    with network_namespace() as ns, dockerd(netns=ns) as engine:
+        host = Host(ns, home)
+        assert _containers(engine.url) == []
+        t0 = time.monotonic()
+        installed = host.run(str(top / "install.sh"), "--prefix", str(prefix), "--data-dir",
+                             str(data), "--free-ports", "--bind", "127.0.0.1", "--runtime",
+                             "docker", "--docker-host", engine.url, timeout=1800)
+        report["install_s"] = round(time.monotonic() - t0, 1)
+        assert "First API key" in installed.stdout, installed.stdout
+        assert len(re.findall(r"loading image tracehold/", installed.stdout)) == 5, \
+            installed.stdout
+        trace = _json(host.run(cmd, "send-test-trace", "--json", "--timeout", "120",
+                               "--data-dir", str(data), timeout=300))
+        report["install_to_first_metric_s"] = round(time.monotonic() - t0, 1)
+        assert trace.get("ok", True) is not False, trace
+        status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
+        assert status["running"] and status["runtime"] == "docker", status
+        assert all(c["status"] == "ok" and c["container_id"] for c in status["components"])
+        running = _containers(engine.url)
+        assert len(running) == len(status["components"]), running
+        report["components"] = {c["name"]: c["container_id"][:12]
+                                for c in status["components"]}
+        supervisor_log = (data / "logs" / "supervisor.log").read_text(errors="replace")
+        report["container_start_to_healthy_s"] = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(\w+) healthy in ([\d.]+)s$", supervisor_log, re.M)}
+
+        try:
+            demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
+                                  "provider_error", "--at", "45", "--duration", "100",
+                                  "--json", "--data-dir", str(data), timeout=400))
+            assert demo["acknowledged"] > 0
+            deadline, case = time.monotonic() + 240, None
+            while time.monotonic() < deadline:
+                cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir",
+                                       str(data)))
+                if cases:
+                    case = _json(host.run(cmd, "cases", "show", cases[0]["id"], "--json",
+                                          "--data-dir", str(data)))
+                    if case.get("rca"):
+                        break
+                time.sleep(2)
+            assert case is not None and case["failure_type"] == "provider_error", case
+            assert case.get("rca"), "no RCA ran on the case"
+            details = case["rca"]["details"]
+            report["rca"] = {"model": case["rca"].get("model"),
+                             "status": details.get("status"),
+                             "model_name": details.get("model_name"),
+                             "model_seconds": (details.get("model_answer") or {}).get(
+                                 "seconds"),
+                             "root_cause": case.get("root_cause")}
+            # the bundled GGUF, bound read-only into the appliance's container, was loaded
+            gguf_name = next((prefix / "current" / "models").glob("*.gguf")).stem
+            assert details.get("model_name") == gguf_name, details.get("status")
+            assert not str(details.get("status")).startswith("model_unavailable"), details
+            export = tmp_path / "case.zip"
+            host.run(cmd, "cases", "export", case["id"], "--out", str(export), "--data-dir",
+                     str(data))
+            verified = _json(host.run(cmd, "verify-export", str(export), "--json",
+                                      "--data-dir", str(data)))
+            assert verified["ok"] is True, verified
+        finally:
+            host.run(cmd, "down", "--data-dir", str(data), check=False)
+            for name in ("daemon.log", "supervisor.log"):
+                if (data / "logs" / name).exists():
+                    shutil.copy(data / "logs" / name, out / f"docker-{name}")
+        assert _containers(engine.url) == [], "down left containers"
+
+        host.run(str(top / "install.sh"), "--uninstall", "--purge", "--prefix", str(prefix),
+                 "--data-dir", str(data), timeout=300)
+        assert not data.exists() and not (prefix / "current").exists()
+    text = json.dumps(report, indent=1)
+    (out / "airgap-docker.json").write_text(text)
+    BENCH.write_text(text + "\n")
