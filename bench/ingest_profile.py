@@ -55,7 +55,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "base": {"checkpoint_threshold": None},  # DuckDB's 16 MB: before issue 9's tuning
     "checkpoint-256MiB": {},  # today's default (spans.CHECKPOINT_THRESHOLD)
     "late-checkpoint": {"checkpoint_threshold": "1GiB"},  # none before the seal's
+    # the code before issue 9's tuning as a whole: also the standard library's encoder
+    "before": {"checkpoint_threshold": None, "json": "stdlib"},
 }
+_ORJSON = spans_module._dumps
+_STDLIB = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _json_seconds(rows: list[SpanRow]) -> float:
@@ -168,7 +172,8 @@ def main() -> None:
         for f in (copy, copy.with_name(copy.name + ".wal")):
             f.unlink(missing_ok=True)
         shutil.copyfile(args.db, copy)
-        stores[name] = SpanStore(copy, seal_rows=args.seal_rows, **VARIANTS[name],
+        settings = {k: v for k, v in VARIANTS[name].items() if k != "json"}
+        stores[name] = SpanStore(copy, seal_rows=args.seal_rows, **settings,
                                  memory_limit=args.memory_limit)
     start = {n: s.count() for n, s in stores.items()}
     print(f"stores hold {start}", flush=True)
@@ -180,6 +185,9 @@ def main() -> None:
         order = names if i % 2 == 0 else names[::-1]
         for name in order:
             body, _ = bodies.next()
+            # the JSON encoder is module-wide: set per batch (and for _json_seconds)
+            spans_module._dumps = (_STDLIB if VARIANTS[name].get("json") == "stdlib"
+                                   else _ORJSON)  # type: ignore[assignment]
             phases[name].append(one_batch(stores[name], body, limits))
         load.append(os.getloadavg()[0])
         if i % 25 == 24:
@@ -192,6 +200,7 @@ def main() -> None:
                      **summary(phases[name], args.batch_size),
                      "db_bytes": store.db.file_bytes()}
         store.close()
+    spans_module._dumps = _ORJSON  # type: ignore[assignment]
     base = out[names[0]]["spans_per_s"]
     encoders = json_encoders(bodies.next()[0], limits)
     result = {"benchmark": "one ingest batch's phases at millions of spans stored (issue 9)",
