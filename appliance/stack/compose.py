@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from appliance.secrets import SecretsFile
 from appliance.settings import Profile, Settings
-from appliance.stack import components
+from appliance.stack import components, render
 from appliance.stack import container_images as ci
 from appliance.stack.docker_runtime import binds, environment, map_argv, version
 from appliance.stack.spec import Component, ComponentSpec, Rendered
@@ -120,9 +121,6 @@ def render_text(s: Settings, rendered: Rendered, tag: str | None = None) -> str:
 def write(s: Settings, out: Path, tag: str | None = None) -> str | None:
     """Render the configs into the data folder and write the compose file; the first API
     key when this made it (shown once)."""
-    from appliance.secrets import SecretsFile
-    from appliance.stack import render
-
     for sub in (s.data_dir, s.run_dir, s.log_dir):
         sub.mkdir(parents=True, exist_ok=True)
     secrets = SecretsFile(s.secrets_file)

@@ -19,6 +19,7 @@ from appliance.errors import StackError
 from appliance.secrets import SecretsFile
 from appliance.settings import Runtime, Settings
 from appliance.stack import components, render, state
+from appliance.stack.docker_runtime import DockerLauncher
 from appliance.stack.supervisor import Launcher, Supervisor, popen
 
 
@@ -44,8 +45,6 @@ class StackManager:
         specs = components.build(s, rendered)
         launcher: Launcher = popen
         if s.runtime is Runtime.docker:
-            from appliance.stack.docker_runtime import DockerLauncher
-
             docker = DockerLauncher(s)
             docker.prepare(specs)  # every image there (or loaded) before anything starts
             launcher = docker
