@@ -53,7 +53,10 @@ _TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalExcep
 
 def store_error(exc: duckdb.Error) -> StoreError:
     """A DuckDB error as ours: transient ones (retry later) are ``StoreUnavailable``."""
-    if isinstance(exc, _TRANSIENT):
+    # A commit whose WAL write failed (a full disk, since the checkpoint threshold keeps
+    # the WAL growing to 256 MiB) comes as a TransactionException, not an IOException.
+    if isinstance(exc, _TRANSIENT) or (isinstance(exc, duckdb.TransactionException)
+                                       and "Failed to commit" in str(exc)):
         return StoreUnavailable(f"span store unavailable: {exc}")
     return StoreError(f"span store failed: {exc}")
 
