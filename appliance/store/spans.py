@@ -13,7 +13,8 @@ Why it looks like this:
   commits before ``insert`` returns (the daemon answers 200 after it): nothing is
   half-written when it fails. (Group commit, concurrent batches in one transaction, was
   built and measured: no gain, bench/results/group-commit.json.)
-* DuckDB checkpoints at the seal, not every few batches (``CHECKPOINT_THRESHOLD``).
+* DuckDB checkpoints after each seal and about twice between seals, not every few
+  batches (``CHECKPOINT_THRESHOLD``).
 * The message text is stored once: ``gen_ai.input.messages`` / ``gen_ai.output.messages``
   are kept in their typed columns and left out of the attributes JSON
   (``messages_moved``); reads put them back, so a span reads as it was sent.
@@ -67,9 +68,10 @@ _std_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _dumps(value: Any) -> str:
-    """Compact JSON, as the standard encoder writes it for ingest's values, ~20x faster
-    (2,000 spans' attributes: 50 -> 2.6 ms). The standard encoder takes what orjson
-    refuses (an int beyond 64 bits, a non-str key) rather than failing the batch."""
+    """Compact JSON, as the standard encoder writes it for ingest's values, ~11x faster
+    (one batch's JSON columns: 34 -> 3 ms, bench/results/ingest-profile-json.json). The
+    standard encoder takes what orjson refuses (an int beyond 64 bits, a non-str key)
+    rather than failing the batch."""
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
@@ -81,12 +83,12 @@ MOVED = tuple((f.attribute, f.column) for f in conventions.FIELDS
               if f.column in ("input_messages", "output_messages"))
 _MOVED_NAMES = frozenset(name for name, _ in MOVED)
 SEAL_ROWS = 250_000
-# DuckDB checkpoints inside the commit that takes its WAL past this. Its default, 16 MB,
-# is every 3-4 batches of 3 KB spans (~6.6 MB of WAL per 2,000): 44 % of an insert's time
-# at 3.5M spans, rewriting the hot table's open row group each time. 256 MiB: ~2 checkpoints
-# per seal (plus the seal's own), as fast as none before the seal (1 GiB, ~800 MB of WAL
-# per 250k spans) with a quarter of the unsealed rows held in memory and replayed after a
-# crash (bench/results/ingest-profile.json).
+# DuckDB checkpoints inside the commit that takes its WAL past this. With its default,
+# 16 MB, a quarter of the commits of 2,000 spans of 3 KB (~6.5 MB of WAL each) did, the
+# commit 36-44 % of an insert's time at 3.5M spans. 256 MiB: ~2 checkpoints per seal plus
+# the seal's own (1.22x); none before the seal (1 GiB, ~800 MB of WAL per 250k spans) was
+# no faster, with four times the unsealed rows in memory and to replay after a crash
+# (bench/results/ingest-profile-checkpoint.json, ingest-profile-before-after.json).
 CHECKPOINT_THRESHOLD = "256MiB"
 
 
