@@ -8,8 +8,9 @@ Shown: the install starts the stack on containers and it is healthy; a test trac
 in through Envoy and its metric is queryable (install-to-first-metric seconds are written
 to test-output/airgap/airgap-docker.json and bench/results/airgap-docker.json); a demo
 failure opens a case, the RCA runs with the bundled model inside the appliance's
-container, the case's export verifies; `down` leaves no container; uninstall removes the
-program and the data.
+container, the case's export verifies; `down` leaves no container; `--upgrade` over the
+running appliance restarts it on containers and keeps every span and case; uninstall
+removes the containers, the program and the data (the images stay in the engine).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from appliance.stack.docker_runtime import client
-from tests.airgap import Host, _json, _output_dir, _unpack, network_namespace
+from tests.airgap import Host, _counts, _json, _output_dir, _unpack, network_namespace
 from tests.dockerd import dockerd
 
 pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
@@ -112,6 +113,7 @@ def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: P
             verified = _json(host.run(cmd, "verify-export", str(export), "--json",
                                       "--data-dir", str(data)))
             assert verified["ok"] is True, verified
+            before = _counts(host, cmd, data)  # while running: status counts the spans
         finally:
             host.run(cmd, "down", "--data-dir", str(data), check=False)
             for name in ("daemon.log", "supervisor.log"):
@@ -119,9 +121,29 @@ def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: P
                     shutil.copy(data / "logs" / name, out / f"docker-{name}")
         assert _containers(engine.url) == [], "down left containers"
 
-        host.run(str(top / "install.sh"), "--uninstall", "--purge", "--prefix", str(prefix),
-                 "--data-dir", str(data), timeout=300)
+        # An upgrade over the running appliance (no --runtime: config.toml says docker)
+        # stops its containers, finds the images in the engine and starts new containers.
+        host.run(cmd, "up", "--detach", "--data-dir", str(data), "--free-ports", "--bind",
+                 "127.0.0.1", timeout=400)
+        old = set(_containers(engine.url))
+        upgraded = host.run(str(top / "install.sh"), "--upgrade", "--prefix", str(prefix),
+                            "--data-dir", str(data), "--free-ports", "--bind", "127.0.0.1",
+                            timeout=900)
+        assert "images: 0 loaded" in upgraded.stdout, upgraded.stdout
+        status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
+        assert status["runtime"] == "docker"
+        assert all(c["status"] == "ok" and c["container_id"] for c in status["components"])
+        assert set(_containers(engine.url)) == old  # same names, new containers
+        after = _counts(host, cmd, data)
+        report["counts_before_upgrade"], report["counts_after_upgrade"] = before, after
+        assert after["spans"] == before["spans"] and after["cases"] == before["cases"]
+
+        # Uninstall stops it and removes its containers; the images stay in the engine.
+        removed = host.run(str(top / "install.sh"), "--uninstall", "--purge", "--prefix",
+                           str(prefix), "--data-dir", str(data), timeout=300)
+        assert "the images stay in the engine" in removed.stdout, removed.stdout
         assert not data.exists() and not (prefix / "current").exists()
+        assert _containers(engine.url) == []
     text = json.dumps(report, indent=1)
     (out / "airgap-docker.json").write_text(text)
     BENCH.write_text(text + "\n")
