@@ -170,7 +170,8 @@ def _partition_v1(con: duckdb.DuckDBPyConnection) -> None:
     partitions.rebuild_view(con, _NAMES)
 
 
-MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1]]
+MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1],
+                                [partitions.add_trace_summaries]]
 
 
 class SpanStore:
@@ -309,9 +310,13 @@ class SpanStore:
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
         """All spans of one trace, ordered by start_time."""
-        return [_span(r) for r in self.db.read(
-            f"SELECT {_NAMES} FROM spans WHERE trace_id = ? ORDER BY start_time, span_id",
-            [trace_id.lower()])]
+        trace_id = trace_id.lower()
+        # Two reads, the sealed scan bounded by the first's answer (partitions.trace_sql).
+        bounds = self.db.read(partitions.TRACE_BOUNDS, [[trace_id]])[0]
+        if bounds["lo"] is None:
+            return []
+        return [_span(r) for r in self.db.read(partitions.trace_sql(_NAMES),
+                                               [trace_id, bounds["lo"], bounds["hi"]])]
 
     def spans(self, limit: int, offset: int = 0, service: str | None = None,
               trace_id: str | None = None) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ import pytest
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import SpanRow, to_rows
 from appliance.settings import Price, Settings
+from appliance.store import queries
 from appliance.store import spans as spans_module
 from appliance.store.callgraph import call_graph
 from appliance.store.costs import CostQuery
@@ -167,6 +168,83 @@ def test_queries_answer_the_same_from_hot_sealed_and_mixed(make_store: Any) -> N
     assert answers(mixed) == expected
 
 
+def _summaries_consistent(store: SpanStore) -> bool:
+    """``span_traces`` holds, per trace, exactly the sealed spans (count, first start)."""
+    summary = store.read("SELECT trace_id, sum(spans) AS n, min(first) AS first FROM "
+                         "span_traces GROUP BY trace_id ORDER BY trace_id")
+    sealed = store.read("SELECT trace_id, count(*) AS n, min(start_time) AS first FROM "
+                        "spans_sealed GROUP BY trace_id ORDER BY trace_id")
+    multi = store.read("SELECT trace_id FROM span_traces GROUP BY trace_id "
+                       "HAVING count(*) > 1 AND NOT bool_and(multi)")
+    return summary == sealed and not multi
+
+
+def _search_by_definition(store: SpanStore, f: TraceFilter) -> list[str]:
+    """Trace search as first written: every span in the range, grouped by trace."""
+    having, params = [], []
+    if f.service:
+        having.append("bool_or(service_name = ?)")
+        params.append(f.service)
+    if f.model:
+        having.append("bool_or(request_model = ? OR response_model = ?)")
+        params += [f.model, f.model]
+    if f.text:
+        having.append("bool_or(input_messages ILIKE ? OR output_messages ILIKE ?)")
+        params += [f"%{f.text}%"] * 2
+    if f.status:
+        having.append(queries._STATUS_SQL[f.status])
+    if f.min_duration_ms is not None:
+        having.append("date_diff('microsecond', min(start_time), max(end_time)) / 1000.0 >= ?")
+        params.append(f.min_duration_ms)
+    clause = f"HAVING {' AND '.join(having)}" if having else ""
+    return [r["trace_id"] for r in store.read(
+        "SELECT trace_id, min(start_time) AS first FROM spans WHERE start_time >= ? AND "
+        f"start_time < ? GROUP BY trace_id {clause} ORDER BY first DESC, trace_id LIMIT ?",
+        [*f.range.params, *params, f.limit])]
+
+
+def test_search_matches_its_definition_at_range_edges_and_split_traces(make_store: Any
+                                                                       ) -> None:
+    """Ranges whose edges cut through traces, and traces whose spans are in two seals,
+    or sealed and hot, or sent again: the summary-based search gives the answer of the
+    span-level definition, for every filter kind and a short page."""
+    store = make_store("split")
+    by_trace: dict[str, list[SpanRow]] = {}
+    for r in ROWS:
+        by_trace.setdefault(r.trace_id, []).append(r)
+    first, second, hot = [], [], []
+    for k, spans in enumerate(by_trace.values()):
+        half = len(spans) // 2
+        first += spans if k % 3 == 0 else spans[:half]
+        (second if k % 3 == 1 else hot).extend([] if k % 3 == 0 else spans[half:])
+    store.insert(first)
+    store.seal()
+    store.insert(second)
+    store.seal()
+    store.insert([*hot, *first[:10]])  # hot spans, and retries of sealed ones
+    assert _summaries_consistent(store)
+    assert store.read("SELECT count(*) AS n FROM span_traces WHERE multi")[0]["n"] > 0
+    starts = sorted(sorted(r.start_time for r in spans) for spans in by_trace.values())
+    ranges = [TimeRange(END - timedelta(days=7), END)]
+    for a, b in ((0, 5), (3, 11), (7, 20), (12, 23)):  # cut inside traces a and b
+        ranges.append(TimeRange(starts[a][1], starts[b][-1]))
+        ranges.append(TimeRange(starts[a][-1], starts[b][1] + timedelta(microseconds=1)))
+    checked = 0
+    for rng in ranges:
+        for f in (TraceFilter(rng, limit=100), TraceFilter(rng, limit=3),
+                  TraceFilter(rng, service="batch", limit=100),
+                  TraceFilter(rng, model="claude-3-haiku", limit=100),
+                  TraceFilter(rng, status="error", limit=100),
+                  TraceFilter(rng, status="ok", limit=4),
+                  TraceFilter(rng, status="unset", limit=100),
+                  TraceFilter(rng, text="QUESTION 1", limit=2),
+                  TraceFilter(rng, min_duration_ms=1799, limit=100)):
+            expected = _search_by_definition(store, f)
+            assert [r["trace_id"] for r in search_traces(store, f)] == expected, f
+            checked += bool(expected)
+    assert checked > 40
+
+
 def test_retention_drops_whole_partitions(make_store: Any) -> None:
     store = make_store("retention")
     now = datetime.now(UTC)
@@ -192,7 +270,9 @@ def test_retention_drops_whole_partitions(make_store: Any) -> None:
     done = store.seal()
     assert (done.rows, done.expired) == (0, 1) and store.count() == 2
     assert {r["name"] for r in store.read("SELECT name FROM span_partitions")} == left
+    assert {r["part"] for r in store.read("SELECT DISTINCT part FROM span_traces")} == left
     assert store.apply_retention(0) == 2 and store.count() == 0
+    assert store.read("SELECT count(*) AS n FROM span_traces") == [{"n": 0}]
 
 
 def test_bytes_per_span_in_stats_and_the_storage_report(make_store: Any, tmp_path: Path
@@ -271,13 +351,14 @@ def test_a_store_written_by_the_previous_version_is_migrated(tmp_path: Path,
         names = [r["name"] for r in store.read("SELECT name FROM span_partitions")]
         assert names and all(n.startswith("spans_p") for n in names)
         assert store.read("SELECT version FROM component_schema WHERE component = 'spans'"
-                          ) == [{"version": 2}]
+                          ) == [{"version": 3}]
+        assert _summaries_consistent(store)
         store.insert(ROWS[:30])  # retries of migrated spans: still once
         store.seal()
         assert store.count() == len(ROWS)
     finally:
         store.close()
-    store = SpanStore(path)  # and it opens again as version 2
+    store = SpanStore(path)  # and it opens again as version 3
     try:
         assert store.count() == len(ROWS)
     finally:
@@ -343,6 +424,7 @@ def test_kill_9_inside_a_seal_or_a_retention_drop(tmp_path: Path, what: str) -> 
         stored = {(r["trace_id"], r["span_id"]): r["n"] for r in store.read(
             "SELECT trace_id, span_id, count(*) AS n FROM spans GROUP BY ALL")}
         assert stored == dict.fromkeys(acked, 1)  # every acknowledged span, each once
+        assert _summaries_consistent(store)  # the trace summaries as the sealed spans
         # the interrupted work is done again, completely
         if what == "seal":
             assert store.seal().rows == unique
@@ -350,5 +432,6 @@ def test_kill_9_inside_a_seal_or_a_retention_drop(tmp_path: Path, what: str) -> 
         else:
             assert store.apply_retention(30) == 20
             assert store.count() == len(ROWS)
+        assert _summaries_consistent(store)
     finally:
         store.close()
