@@ -185,13 +185,18 @@ def _search_summaries(store: SpanStore, f: TraceFilter) -> list[str]:
     many, many_params = _summary_filters(f, agg=True)
     one, many = _numbered(one, 4), _numbered(many, 4 + len(one_params))
     start, end = f.range.start, f.range.end
-    # The hot spans' lists only when a filter reads them (they are most of its cost).
-    summary = SUMMARY
-    if not f.service:
-        summary = summary.replace("list_distinct(list(service_name))", "NULL::VARCHAR[]")
-    if not f.model:
-        summary = summary.replace(
-            "list_distinct(flatten(list([request_model, response_model])))", "NULL::VARCHAR[]")
+    # The hot spans' lists hold only what the filter asks for, if they have it: building
+    # the full lists was a third of the statement (3.5M spans, 34k hot: ~40 of 126 ms).
+    # $4 is the service when there is one, then the model (``_summary_filters``' order).
+    summary = SUMMARY.replace(
+        "list_distinct(list(service_name))",
+        "CASE WHEN bool_or(service_name = $4) THEN [$4] ELSE CAST([] AS VARCHAR[]) END"
+        if f.service else "NULL::VARCHAR[]")
+    m = 5 if f.service else 4
+    summary = summary.replace(
+        "list_distinct(flatten(list([request_model, response_model])))",
+        f"CASE WHEN bool_or(request_model = ${m} OR response_model = ${m}) THEN [${m}] "
+        "ELSE CAST([] AS VARCHAR[]) END" if f.model else "NULL::VARCHAR[]")
     extra = 64  # single rows fetched beyond the page, for those of traces now also hot
     while True:
         rows = store.read(_SEARCH_SQL.format(tid=TID.format(x="trace_id"), summary=summary,
