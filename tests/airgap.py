@@ -110,3 +110,9 @@ def outside_loopback(strace_log: str) -> list[tuple[str, int]]:
         if not (addr.startswith("127.") or addr == "::1" or addr.startswith("::ffff:127.")):
             bad.append((addr, int(m.group("port"))))
     return bad
+
+
+# The one address the appliance may contact beyond loopback in the air-gap tests: a
+# webhook destination (TEST-NET-1, unroutable here). Its attempts prove the recording
+# sees connections that leave loopback; nothing else may appear.
+WEBHOOK = ("192.0.2.10", 8080)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airgap import Host, _counts, _json, _output_dir, _unpack, outside_loopback
+from tests.airgap import WEBHOOK, Host, _counts, _json, _output_dir, _unpack, outside_loopback
 
 pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
 
@@ -38,12 +38,6 @@ def test_outside_loopback_reads_strace_lines() -> None:
              'inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1',
              '7 connect(4, {sa_family=AF_UNIX, sun_path="/run/x.sock"}, 110) = 0']
     assert outside_loopback("\n".join(lines)) == [("20.42.65.92", 443), ("2001:db8::1", 53)]
-
-
-# The one address the appliance may contact beyond loopback in this test: a webhook
-# destination (TEST-NET-1, unroutable here). Its attempts prove the recording sees
-# connections that leave loopback; nothing else may appear.
-WEBHOOK = ("192.0.2.10", 8080)
 
 
 def test_the_bundle_installs_and_runs_with_no_network(airgap_bundle: Path, netns: str,

@@ -8,7 +8,8 @@ Shown: the install starts the stack on containers and it is healthy; a test trac
 in through Envoy and its metric is queryable (install-to-first-metric seconds are written
 to test-output/airgap/airgap-docker.json and bench/results/airgap-docker.json); a demo
 failure opens a case, the RCA runs with the bundled model inside the appliance's
-container, the case's export verifies; `down` leaves no container; `--upgrade` over the
+container, the case's export verifies, and strace attached to every container's
+processes records connect() calls to loopback only; `down` leaves no container; `--upgrade` over the
 running appliance restarts it on containers and keeps every span and case; uninstall
 removes the containers, the program and the data (the images stay in the engine).
 """
@@ -18,13 +19,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from appliance.stack.docker_runtime import client
-from tests.airgap import Host, _counts, _json, _output_dir, _unpack, network_namespace
+from tests.airgap import (
+    WEBHOOK,
+    Host,
+    _counts,
+    _json,
+    _output_dir,
+    _unpack,
+    network_namespace,
+    outside_loopback,
+)
 from tests.dockerd import dockerd
 
 pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
@@ -79,7 +90,27 @@ def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: P
             m.group(1): float(m.group(2))
             for m in re.finditer(r"^(\w+) healthy in ([\d.]+)s$", supervisor_log, re.M)}
 
+        # Restarted with a webhook destination (the one address outside loopback allowed:
+        # its attempts prove the recording sees connections that leave loopback), then
+        # every connect() of the containers' processes is recorded: strace attached from
+        # the host to each container's main process with all its threads and children (the
+        # containers share the namespace's loopback-only network).
+        host.run(cmd, "down", "--data-dir", str(data))
+        with (data / "config.toml").open("a") as f:
+            f.write(f'\n[[notify.destinations]]\nname = "hook"\nkind = "webhook"\n'
+                    f'url = "http://{WEBHOOK[0]}:{WEBHOOK[1]}/tracehold"\n')
+        host.run(cmd, "up", "--detach", "--data-dir", str(data), "--free-ports", "--bind",
+                 "127.0.0.1", timeout=400)
+        status = _json(host.run(cmd, "status", "--json", "--data-dir", str(data)))
+        assert all(c["status"] == "ok" and c["pid"] for c in status["components"]), status
+        strace_log = out / "docker-connect.strace"
+        traced = subprocess.Popen(
+            ["strace", "-f", "-qq", "-e", "trace=connect", "-e", "signal=none", "-o",
+             str(strace_log), *[a for c in status["components"] for a in ("-p", str(c["pid"]))]],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            host.run(cmd, "notify", "secret", "hook", "--value", "airgap-test-key",
+                     "--data-dir", str(data))
             demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
                                   "provider_error", "--at", "45", "--duration", "100",
                                   "--json", "--data-dir", str(data), timeout=400))
@@ -115,11 +146,19 @@ def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: P
             assert verified["ok"] is True, verified
             before = _counts(host, cmd, data)  # while running: status counts the spans
         finally:
+            traced.terminate()  # detaches from the containers' processes
+            traced.wait(timeout=60)
             host.run(cmd, "down", "--data-dir", str(data), check=False)
             for name in ("daemon.log", "supervisor.log"):
                 if (data / "logs" / name).exists():
                     shutil.copy(data / "logs" / name, out / f"docker-{name}")
         assert _containers(engine.url) == [], "down left containers"
+        recorded = strace_log.read_text(errors="replace")
+        report["connect_calls"] = recorded.count("connect(")
+        assert report["connect_calls"], "strace recorded nothing"  # scrapes, deliveries
+        report["connects_outside_loopback"] = sorted(set(outside_loopback(recorded)))
+        # the configured destination, tried from the daemon's container; no other
+        assert report["connects_outside_loopback"] == [WEBHOOK], recorded[-3000:]
 
         # An upgrade over the running appliance (no --runtime: config.toml says docker)
         # stops its containers, finds the images in the engine and starts new containers.
