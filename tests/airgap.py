@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,39 @@ def outside_loopback(strace_log: str) -> list[tuple[str, int]]:
 # webhook destination (TEST-NET-1, unroutable here). Its attempts prove the recording
 # sees connections that leave loopback; nothing else may appear.
 WEBHOOK = ("192.0.2.10", 8080)
+
+
+def demo_case_walk(host: Host, cmd: str, data: Path, prefix: Path, export: Path,
+                   wait_s: float) -> dict[str, object]:
+    """A demo provider failure opens a case, the RCA runs on it with the bundled GGUF, and
+    the case's export verifies; what the RCA did, for the report."""
+    demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
+                          "provider_error", "--at", "45", "--duration", "100", "--json",
+                          "--data-dir", str(data), timeout=400))
+    assert demo["acknowledged"] > 0
+    deadline, case = time.monotonic() + wait_s, None
+    while time.monotonic() < deadline:
+        cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir", str(data)))
+        if cases:
+            case = _json(host.run(cmd, "cases", "show", cases[0]["id"], "--json",
+                                  "--data-dir", str(data)))
+            if case.get("rca"):
+                break
+        time.sleep(2)
+    assert case is not None and case["failure_type"] == "provider_error", case
+    assert case.get("rca"), "no RCA ran on the case"
+    details = case["rca"]["details"]
+    # The bundled GGUF loaded in the frozen appliance and was asked (on a loaded machine
+    # it may run out of its time: the status says so and the rules answer).
+    gguf_name = next((prefix / "current" / "models").glob("*.gguf")).stem
+    assert details.get("model_name") == gguf_name, details.get("status")
+    assert not str(details.get("status")).startswith("model_unavailable"), details
+    host.run(cmd, "cases", "export", case["id"], "--out", str(export), "--data-dir",
+             str(data))
+    verified = _json(host.run(cmd, "verify-export", str(export), "--json", "--data-dir",
+                              str(data)))
+    assert verified["ok"] is True, verified
+    return {"model": case["rca"].get("model"), "status": details.get("status"),
+            "model_name": details.get("model_name"),
+            "model_seconds": (details.get("model_answer") or {}).get("seconds"),
+            "root_cause": case.get("root_cause")}

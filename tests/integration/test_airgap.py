@@ -24,7 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.airgap import WEBHOOK, Host, _counts, _json, _output_dir, _unpack, outside_loopback
+from tests.airgap import (
+    WEBHOOK,
+    Host,
+    _counts,
+    _json,
+    _output_dir,
+    _unpack,
+    demo_case_walk,
+    outside_loopback,
+)
 
 pytestmark = [pytest.mark.airgap, pytest.mark.binaries, pytest.mark.root, pytest.mark.stack]
 
@@ -100,38 +109,9 @@ def test_the_bundle_installs_and_runs_with_no_network(airgap_bundle: Path, netns
             pytest.fail("the stack under strace did not become healthy")
         host.run(cmd, "notify", "secret", "hook", "--value", "airgap-test-key", "--data-dir",
                  str(data))
-        demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
-                              "provider_error", "--at", "45", "--duration", "100", "--json",
-                              "--data-dir", str(data), timeout=400))
-        assert demo["acknowledged"] > 0
-        deadline, case = time.monotonic() + 180, None
-        while time.monotonic() < deadline:
-            cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir", str(data)))
-            if cases:
-                case = _json(host.run(cmd, "cases", "show", cases[0]["id"], "--json",
-                                      "--data-dir", str(data)))
-                if case.get("rca"):
-                    break
-            time.sleep(2)
-        assert case is not None and case["failure_type"] == "provider_error", case
-        assert case.get("rca"), "no RCA ran on the case"
-        details = case["rca"]["details"]
-        report["rca"] = {"model": case["rca"].get("model"), "status": details.get("status"),
-                         "model_name": details.get("model_name"),
-                         "model_seconds": (details.get("model_answer") or {}).get("seconds"),
-                         "root_cause": case.get("root_cause")}
+        report["rca"] = demo_case_walk(host, cmd, data, prefix, tmp_path / "case.zip",
+                                       wait_s=180)
         (out / "airgap-rca.json").write_text(json.dumps(report["rca"], indent=1))
-        # The bundled GGUF loaded in the frozen appliance and was asked (on a loaded
-        # machine it may run out of its time: the status says so and the rules answer).
-        gguf_name = next((prefix / "current" / "models").glob("*.gguf")).stem
-        assert details.get("model_name") == gguf_name, details.get("status")
-        assert not str(details.get("status")).startswith("model_unavailable"), details
-        export = tmp_path / "case.zip"
-        host.run(cmd, "cases", "export", case["id"], "--out", str(export), "--data-dir",
-                 str(data))
-        verified = _json(host.run(cmd, "verify-export", str(export), "--json", "--data-dir",
-                                  str(data)))
-        assert verified["ok"] is True, verified
         before = _counts(host, cmd, data)
     finally:
         host.run(cmd, "down", "--data-dir", str(data), check=False)

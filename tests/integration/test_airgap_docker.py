@@ -33,6 +33,7 @@ from tests.airgap import (
     _json,
     _output_dir,
     _unpack,
+    demo_case_walk,
     network_namespace,
     outside_loopback,
 )
@@ -111,39 +112,9 @@ def test_the_bundle_installs_and_runs_on_docker_with_no_network(airgap_bundle: P
         try:
             host.run(cmd, "notify", "secret", "hook", "--value", "airgap-test-key",
                      "--data-dir", str(data))
-            demo = _json(host.run(cmd, "demo", "--rate", "8", "--seed", "2", "--scenario",
-                                  "provider_error", "--at", "45", "--duration", "100",
-                                  "--json", "--data-dir", str(data), timeout=400))
-            assert demo["acknowledged"] > 0
-            deadline, case = time.monotonic() + 240, None
-            while time.monotonic() < deadline:
-                cases = _json(host.run(cmd, "cases", "list", "--json", "--data-dir",
-                                       str(data)))
-                if cases:
-                    case = _json(host.run(cmd, "cases", "show", cases[0]["id"], "--json",
-                                          "--data-dir", str(data)))
-                    if case.get("rca"):
-                        break
-                time.sleep(2)
-            assert case is not None and case["failure_type"] == "provider_error", case
-            assert case.get("rca"), "no RCA ran on the case"
-            details = case["rca"]["details"]
-            report["rca"] = {"model": case["rca"].get("model"),
-                             "status": details.get("status"),
-                             "model_name": details.get("model_name"),
-                             "model_seconds": (details.get("model_answer") or {}).get(
-                                 "seconds"),
-                             "root_cause": case.get("root_cause")}
-            # the bundled GGUF, bound read-only into the appliance's container, was loaded
-            gguf_name = next((prefix / "current" / "models").glob("*.gguf")).stem
-            assert details.get("model_name") == gguf_name, details.get("status")
-            assert not str(details.get("status")).startswith("model_unavailable"), details
-            export = tmp_path / "case.zip"
-            host.run(cmd, "cases", "export", case["id"], "--out", str(export), "--data-dir",
-                     str(data))
-            verified = _json(host.run(cmd, "verify-export", str(export), "--json",
-                                      "--data-dir", str(data)))
-            assert verified["ok"] is True, verified
+            # the bundled GGUF is bound read-only into the appliance's container
+            report["rca"] = demo_case_walk(host, cmd, data, prefix, tmp_path / "case.zip",
+                                           wait_s=240)
             before = _counts(host, cmd, data)  # while running: status counts the spans
         finally:
             traced.terminate()  # detaches from the containers' processes
