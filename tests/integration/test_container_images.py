@@ -163,17 +163,6 @@ def test_an_archive_with_one_flipped_byte_is_refused(client: Any, bin_dir: Path,
         assert images.load(client, f) == [image_id]
 
 
-def test_the_appliance_image_runs_the_frozen_appliance(client: Any, bin_dir: Path) -> None:
-    frozen = os.environ.get("TRACEHOLD_TEST_FROZEN")
-    if not frozen:
-        pytest.skip("TRACEHOLD_TEST_FROZEN names no frozen appliance folder")
-    image_id = images.build_image(client, ci.images()["appliance"], bin_dir=bin_dir,
-                                  frozen_dir=Path(frozen), version=VERSION,
-                                  built_at=BUILT_AT)
-    out = _run(client, image_id, str(ci.APP_EXECUTABLE), "--help")
-    assert "bundle" in out and "up" in out, out
-
-
 @pytest.mark.airgap
 def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
         airgap_bundle: Path, client: Any, tmp_path: Path) -> None:
@@ -182,9 +171,10 @@ def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
         top = names[0].split("/")[0]
         lock = tomllib.loads(tar.extractfile(f"{top}/images/images.lock").read().decode())  # type: ignore[union-attr]
         manifest = mf.parse(tar.extractfile(f"{top}/{mf.MANIFEST}").read())  # type: ignore[union-attr]
-        vm = tar.extractfile(f"{top}/images/victoriametrics.tar")
-        assert vm is not None
-        (tmp_path / "vm.tar").write_bytes(vm.read())
+        for name in ("victoriametrics", "appliance"):
+            member = tar.extractfile(f"{top}/images/{name}.tar")
+            assert member is not None
+            (tmp_path / f"{name}.tar").write_bytes(member.read())
     assert set(lock["images"]) == set(ci.images())
     assert manifest.runtimes() == ["native", "docker"]
     by_file = {f.path: f for f in manifest.files}
@@ -196,8 +186,14 @@ def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
         assert by_file[entry["archive"]].part == "images"
         assert components[entry["archive"]].digest == entry["id"]
     # an archive from the bundle loads into another engine as the id its lock says
-    with (tmp_path / "vm.tar").open("rb") as f:
+    with (tmp_path / "victoriametrics.tar").open("rb") as f:
         assert images.load(client, f) == [lock["images"]["victoriametrics"]["id"]]
+    # and the appliance's image runs the frozen appliance it carries
+    with (tmp_path / "appliance.tar").open("rb") as f:
+        appliance_id = lock["images"]["appliance"]["id"]
+        assert images.load(client, f) == [appliance_id]
+    out = _run(client, appliance_id, str(ci.APP_EXECUTABLE), "--help")
+    assert "bundle" in out and "up" in out, out
     built = json.loads((Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output"))
                         / "airgap" / "bundle.json").read_text())
     assert {i["name"] for i in built["images"]} == set(ci.images())
