@@ -7,6 +7,7 @@ on-disk queue keeps anything not yet stored. A transient store failure answers 5
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
 from appliance.ingest.rows import to_rows
 from appliance.store.spans import SpanStore
+
+log = logging.getLogger("tracehold.api.ingest")
 
 
 class IngestCounters:
@@ -53,7 +56,18 @@ def _ingest(store: SpanStore, body: bytes, content_type: str | None,
             encoding: str | None, limits: IngestLimits) -> tuple[int, int, int]:
     request = decode_body(body, content_type, encoding, limits)
     batch = to_rows(request, limits, datetime.now(UTC))
-    written = store.insert(batch.rows) if batch.rows else 0  # committed on return
+    try:
+        written = store.insert(batch.rows) if batch.rows else 0  # committed on return
+    except errors.StoreUnavailable:
+        raise
+    except errors.StoreError as exc:
+        # Nothing of the batch was committed, and the collector drops a batch answered 500
+        # for good (OTLP retries 429/502/503/504 only): every store failure of an insert is
+        # answered 503, so the batch waits in the collector's queue instead of being lost
+        # (a retry is idempotent). Logged, because the cause is the store's, not the batch's.
+        log.error("storing a batch of %d spans failed; answered 503 so it is retried: %s",
+                  len(batch.rows), exc)
+        raise errors.StoreUnavailable(f"span store could not store the batch: {exc}") from exc
     return len(batch.rows), written, batch.rejected_spans
 
 

@@ -101,6 +101,24 @@ def test_store_failure_is_retryable(store: SpanStore, monkeypatch: pytest.Monkey
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
 
 
+def test_any_store_failure_of_an_insert_is_retryable_and_logged(
+        store: SpanStore, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A 500 makes the collector drop the batch for good; an insert that failed committed
+    nothing, so whatever the store's error, the answer is 503 (retry) and the log says
+    why."""
+    def broken(*_: object) -> int:
+        from appliance.errors import StoreError
+        raise StoreError("span store failed: TransactionException: write-write conflict")
+    monkeypatch.setattr(store, "insert", broken)
+    with caplog.at_level("ERROR", logger="tracehold.api.ingest"):
+        r = call(store, "POST", "/v1/traces",
+                 content=export_request("s", 3).SerializeToString(), headers=PROTO)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "write-write conflict" in r.json()["error"]
+    assert "batch of 3 spans failed" in caplog.text and "write-write conflict" in caplog.text
+
+
 def test_not_found_and_filters_are_parameters(store: SpanStore) -> None:
     r = call(store, "GET", "/api/v1/traces/00000000000000000000000000000000")
     assert r.status_code == 404 and r.json()["title"] == "Not found"
