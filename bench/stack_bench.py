@@ -49,8 +49,14 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3)
 
 
-def with_stack(fn: Callable[[Stack], dict[str, Any]]) -> dict[str, Any]:
+def with_stack(fn: Callable[[Stack], dict[str, Any]],
+               store: Path | None = None) -> dict[str, Any]:
+    """``fn`` on a fresh stack; with ``store``, a copy of that filled span store is the
+    stack's own from the start (measuring at the size users reach)."""
     with tempfile.TemporaryDirectory(prefix="tracehold-bench-") as tmp:
+        if store is not None:
+            subprocess.run(["cp", "--sparse=always", str(store), str(Path(tmp) / "spans.duckdb")],
+                           check=True)
         stack = start_stack(Path(tmp))
         try:
             return fn(stack)
@@ -117,9 +123,15 @@ def bench_latency(traces: int = 20) -> None:
 
 def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes],
           spans_per_request: int, senders: int) -> dict[str, Any]:
-    """Send every pre-built request once from `senders` threads; then wait for the store."""
+    """Send every pre-built request once from `senders` threads; then wait for the store.
+
+    Stored means committed: the daemon answers the collector's store exporter only after
+    its commit, so the exporter's sent-spans counter is what the clock waits for (a count
+    over a store of millions is itself seconds long); the exact count by service, once
+    all is delivered, checks that nothing was lost or doubled."""
     service = requests_service(requests)
-    before = stack.stored(service)
+    before = _count(stack, service)
+    sent0, gave_up0 = _delivered(stack)
     acked, failed, lock, nxt = [0], [0], threading.Lock(), iter(range(len(requests)))
 
     def sender() -> None:
@@ -148,13 +160,44 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
     for t in threads:
         t.join()
     sent_s = time.monotonic() - t0
-    stored = stack.wait_stored(service, before + acked[0], timeout=900) - before
+    deadline, last, still_since = t0 + 1800, -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        sent, _ = _delivered(stack)
+        if sent - sent0 >= acked[0]:
+            break
+        if sent != last:
+            last, still_since = sent, time.monotonic()
+        queued = stack.collector_counter("otelcol_exporter_queue_size",
+                                         exporter="otlp_http/store")
+        if queued == 0 and time.monotonic() - still_since > 15:
+            break  # nothing left to send: what is missing was dropped (counted below)
+        time.sleep(0.25)
     drained_s = time.monotonic() - t0
+    stored = _count(stack, service) - before
     return {"spans_acknowledged": acked[0], "spans_failed": failed[0], "spans_stored": stored,
+            "spans_dropped_by_the_collector": int(_delivered(stack)[1] - gave_up0),
             "lost": acked[0] - stored, "accept_s": round(sent_s, 2),
             "accepted_spans_per_s": round(acked[0] / sent_s),
             "until_all_stored_s": round(drained_s, 2),
             "stored_spans_per_s": round(stored / drained_s)}
+
+
+def _delivered(stack: Stack) -> tuple[float, float]:
+    """The collector's store exporter: spans sent (the daemon committed them) and spans
+    it gave up on (dropped after a permanent error)."""
+    return (stack.collector_counter("otelcol_exporter_sent_spans", exporter="otlp_http/store"),
+            stack.collector_counter("otelcol_exporter_send_failed_spans",
+                                    exporter="otlp_http/store"))
+
+
+def _count(stack: Stack, service: str) -> int:
+    """Spans of ``service`` in the store, exactly (slow on a store of millions)."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.settings.ports.daemon}",
+                      timeout=600, trust_env=False) as c:
+        r = c.get("/api/v1/count", params={"service": service})
+        r.raise_for_status()
+        spans: int = r.json()["spans"]
+        return spans
 
 
 def requests_service(requests: list[bytes]) -> str:
@@ -166,8 +209,10 @@ def requests_service(requests: list[bytes]) -> str:
     return req.resource_spans[0].resource.attributes[0].value.string_value
 
 
-def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: int = 4) -> None:
-    """Sustained ingest of ~3 KB GenAI spans, through Envoy and straight to the collector."""
+def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: int = 4,
+                 store: Path | None = None, out: str = "ingest") -> None:
+    """Sustained ingest of ~3 KB GenAI spans, through Envoy and straight to the collector
+    (into a copy of ``store`` when given)."""
 
     def build(service: str) -> list[bytes]:
         return [export_request(service, per_request, big=True).SerializeToString()
@@ -183,7 +228,12 @@ def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: in
         direct_reqs = build(f"ingest-direct-{uuid.uuid4().hex[:6]}")
         direct = _load(stack, f"http://127.0.0.1:{stack.settings.ports.collector_http}/v1/traces",
                        proto, direct_reqs, per_request, senders)
+        with httpx.Client(base_url=f"http://127.0.0.1:{stack.settings.ports.daemon}",
+                          timeout=600, trust_env=False) as c:
+            already = c.get("/api/v1/count").json()["spans"]
         return {"spans": total_spans, "spans_per_request": per_request, "senders": senders,
+                "spans_already_stored_after": already,
+                "load_avg_1m_after": round(os.getloadavg()[0], 2),
                 "bytes_per_span": round(span_bytes), "through_envoy": envoy,
                 "straight_to_collector": direct,
                 "envoy_over_direct_accept_ratio": round(
@@ -191,7 +241,7 @@ def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: in
                 "goal_spans_per_s": 10_000,
                 "note": "load generator runs on the same 2 cores as the stack"}
 
-    _write("ingest", with_stack(run))
+    _write(out, with_stack(run, store))
 
 
 def bench_memory(idle_s: int = 30) -> None:
@@ -216,7 +266,22 @@ BENCHES = {"startup": bench_startup, "latency": bench_latency, "ingest": bench_i
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or list(BENCHES):
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benches", nargs="*", metavar="|".join(BENCHES),
+                        help="which to run (default: all)")
+    parser.add_argument("--store", type=Path, help="ingest: start from a copy of this filled "
+                                                   "span store (e.g. bench/store_fill.py's)")
+    parser.add_argument("--spans", type=int, default=120_000, help="ingest: spans per path")
+    parser.add_argument("--out", default="ingest", help="ingest: result name")
+    args = parser.parse_args()
+    unknown = set(args.benches) - set(BENCHES)
+    if unknown:
+        parser.error(f"no bench named {', '.join(sorted(unknown))}")
+    for name in args.benches or list(BENCHES):
         print(f"== {name}", file=sys.stderr)
-        BENCHES[name]()
-    subprocess.run(["true"])
+        if name == "ingest":
+            bench_ingest(args.spans, store=args.store, out=args.out)
+        else:
+            BENCHES[name]()
