@@ -27,6 +27,7 @@ from typing import Any
 from appliance.airgap import rootfs
 from appliance.errors import ConfigError
 from appliance.stack import container_images as ci
+from appliance.stack.docker_runtime import load
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 WORKDIR = str(ci.ROOT)
@@ -181,33 +182,6 @@ def load_stream(ref: str, cfg: bytes, layer: Path, diff_id: str,
         while chunk := f.read(CHUNK):
             yield chunk
     yield _pad(size) + b"\0" * (2 * BLOCK)
-
-
-def load(client: Any, data: Any) -> list[str]:
-    """``docker load`` of ``data`` (a file, bytes or a stream of chunks); the ids loaded.
-    The engine's refusal (a layer that is not its diff id) raises the SDK's
-    ImageLoadError. Done here rather than with ``client.images.load``, which leaves its
-    response (and a socket) open."""
-    import docker
-
-    api = client.api  # the SDK's low-level client is a requests session
-    url = f"{api.base_url}/v{api.api_version}/images/load"
-    ids: list[str] = []
-    with api.post(url, data=data, stream=True) as res:
-        if res.status_code != 200:
-            raise docker.errors.ImageLoadError(f"{res.status_code}: {res.text[:500]}")
-        for line in res.iter_lines():
-            if not line.strip():
-                continue
-            msg = json.loads(line)
-            if "errorDetail" in msg:
-                raise docker.errors.ImageLoadError(msg["errorDetail"].get("message", msg))
-            said = str(msg.get("stream", ""))
-            if said.startswith("Loaded image ID: "):
-                ids.append(said.split(": ", 1)[1].strip())
-            elif said.startswith("Loaded image: "):
-                ids.append(client.images.get(said.split(": ", 1)[1].strip()).id)
-    return ids
 
 
 def build_image(client: Any, image: ci.Image, *, bin_dir: Path, frozen_dir: Path | None,

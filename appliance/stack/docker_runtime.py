@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -170,6 +171,33 @@ def _lock(images_dir: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
+def load(client: Any, data: Any) -> list[str]:
+    """``docker load`` of ``data`` (a file, bytes or a stream of chunks); the ids loaded.
+    The engine's refusal (a layer that is not its diff id) raises the SDK's
+    ImageLoadError. Done here rather than with ``client.images.load``, which leaves its
+    response (and a socket) open. Both the runtime and `bundle build` load through it."""
+    import docker
+
+    api = client.api  # the SDK's low-level client is a requests session
+    url = f"{api.base_url}/v{api.api_version}/images/load"
+    ids: list[str] = []
+    with api.post(url, data=data, stream=True) as res:
+        if res.status_code != 200:
+            raise docker.errors.ImageLoadError(f"{res.status_code}: {res.text[:500]}")
+        for line in res.iter_lines():
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if "errorDetail" in msg:
+                raise docker.errors.ImageLoadError(msg["errorDetail"].get("message", msg))
+            said = str(msg.get("stream", ""))
+            if said.startswith("Loaded image ID: "):
+                ids.append(said.split(": ", 1)[1].strip())
+            elif said.startswith("Loaded image: "):
+                ids.append(client.images.get(said.split(": ", 1)[1].strip()).id)
+    return ids
+
+
 def load_missing(docker_client: DockerClient, images_dir: Path,
                  progress: Any = print) -> list[str]:
     """Load every image of ``images_dir/images.lock`` the engine lacks; the refs loaded.
@@ -186,7 +214,7 @@ def load_missing(docker_client: DockerClient, images_dir: Path,
             archive = images_dir / Path(entry["archive"]).name
         progress(f"loading image {entry['ref']} from {archive.name}")
         with archive.open("rb") as data:
-            docker_client.images.load(data)
+            load(docker_client, data)
         got = docker_client.images.get(entry["ref"]).id
         if got != entry["id"]:
             with contextlib.suppress(Exception):

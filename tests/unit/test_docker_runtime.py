@@ -139,7 +139,9 @@ def _lock(folder: Path, image_id: str) -> Path:
 
 
 def test_load_missing_loads_what_the_engine_lacks_and_refuses_a_wrong_id(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the engine's side of a load, faked (the real `docker load` is the integration tests')
+    monkeypatch.setattr(dr, "load", lambda client, data: client.images.load(data))
     good = "sha256:" + "a" * 64
     images = _lock(tmp_path, good)
     engine = FakeImages(set(), loads_as=good)
