@@ -42,6 +42,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
+def default_docker_host() -> str:
+    """The Docker engine when none is named: ``DOCKER_HOST``, else the local socket."""
+    return os.environ.get("DOCKER_HOST") or DOCKER_SOCKET
+
+
 class Profile(StrEnum):
     full = "full"
     no_prometheus = "no-prometheus"
@@ -236,7 +241,7 @@ class Settings(BaseSettings):
                     "each, host networking, images from the bundle; see README)",
     )
     docker_host: str = Field(
-        default_factory=lambda: os.environ.get("DOCKER_HOST") or DOCKER_SOCKET,
+        default_factory=default_docker_host,
         description="runtime docker: the Docker engine's address (default: DOCKER_HOST, "
                     f"else {DOCKER_SOCKET})",
     )

@@ -41,7 +41,7 @@ from appliance.airgap import licenses, tarball
 from appliance.airgap import manifest as mf
 from appliance.audit.signing import Signer
 from appliance.errors import ConfigError
-from appliance.settings import Settings
+from appliance.settings import Settings, default_docker_host
 from appliance.stack.collector import COLLECTOR_BINARY
 
 PLATFORM = "linux-x86_64"
@@ -214,7 +214,7 @@ def build(s: Settings, out_dir: Path, signing_key: Path, *, frozen: Path | None 
     t0 = time.monotonic()
     v = version()
     epoch, built_at = build_time()
-    client = img.connect(docker_host or img.docker_host()) if images else None
+    client = img.connect(docker_host or default_docker_host()) if images else None
     work = work or out_dir / f".tracehold-bundle-work-{v}"
     top = work / f"tracehold-{v}-{PLATFORM}"
     shutil.rmtree(top, ignore_errors=True)

@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance.airgap import rootfs
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, StackError
 from appliance.stack import container_images as ci
-from appliance.stack.docker_runtime import load
+from appliance.stack import docker_runtime
 
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 WORKDIR = str(ci.ROOT)
 ENV = [f"PATH={ci.BIN}:/usr/bin:/bin"]
 BUILT_BY = "tracehold bundle build"
@@ -50,18 +49,11 @@ class BuiltImage:
     components: tuple[str, ...]
 
 
-def docker_host() -> str:
-    """The engine ``bundle build`` uses unless told: ``DOCKER_HOST``, else the local one."""
-    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-
-
 def connect(url: str) -> Any:
     """A Docker SDK client of the engine at ``url``; a ConfigError if none answers."""
-    import docker
-
     try:
-        return docker.DockerClient(base_url=url, version="auto", timeout=900)
-    except docker.errors.DockerException as e:
+        return docker_runtime.client(url, timeout=900)
+    except StackError as e:
         raise ConfigError(
             f"no Docker engine answers at {url} ({_reason(e)}): the bundle's container "
             "images are built with one. Start it or name another with --docker-host URL "
@@ -199,7 +191,7 @@ def build_image(client: Any, image: ci.Image, *, bin_dir: Path, frozen_dir: Path
         cfg = config(image, diff_id, version, built_at)
         image_id = f"sha256:{hashlib.sha256(cfg).hexdigest()}"
         try:
-            loaded = load(client, load_stream(ref, cfg, layer, diff_id, built_at))
+            loaded = docker_runtime.load(client, load_stream(ref, cfg, layer, diff_id, built_at))
         except docker.errors.DockerException as e:
             raise ConfigError(f"the Docker engine refused the {ref} image: {e}") from e
     if loaded != [image_id]:

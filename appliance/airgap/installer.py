@@ -29,7 +29,7 @@ from typing import Literal
 from appliance.airgap import manifest as mf
 from appliance.airgap.verify import verify_bundle
 from appliance.errors import ConfigError, Conflict, StackError
-from appliance.settings import DOCKER_SOCKET
+from appliance.settings import default_docker_host
 
 Progress = Callable[[str], None]
 Runtime = Literal["native", "docker"]
@@ -201,8 +201,7 @@ def install(bundle: Path, prefix: Path = DEFAULT_PREFIX, data_dir: Path = DEFAUL
         config.write_text(config_text(layout, manifest))
     before = tomllib.loads(config.read_text())
     if runtime == "docker" or (upgrade and before.get("runtime") == "docker"):
-        host = (docker_host or before.get("docker_host") or os.environ.get("DOCKER_HOST")
-                or DOCKER_SOCKET)
+        host = docker_host or before.get("docker_host") or default_docker_host()
         load_images(layout, host, progress)
         config.write_text(with_settings(config.read_text(), docker_settings(layout, host)))
     progress(f"installed {manifest.version} in {release}")

@@ -28,6 +28,7 @@ from appliance.airgap import images, rootfs
 from appliance.airgap import manifest as mf
 from appliance.settings import Settings
 from appliance.stack import container_images as ci
+from appliance.stack import docker_runtime
 from tests.dockerd import dockerd
 
 pytestmark = [pytest.mark.root, pytest.mark.binaries]
@@ -152,7 +153,7 @@ def test_an_archive_with_one_flipped_byte_is_refused(client: Any, bin_dir: Path,
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 1]))
     with archive.open("rb") as f, pytest.raises(docker.errors.ImageLoadError) as refused:
-        images.load(client, f)
+        docker_runtime.load(client, f)
     assert "diff" in str(refused.value).lower() or "digest" in str(refused.value).lower()
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(image_id)
@@ -160,7 +161,7 @@ def test_an_archive_with_one_flipped_byte_is_refused(client: Any, bin_dir: Path,
         f.seek(layer.offset_data + layer.size // 2)
         f.write(byte)
     with archive.open("rb") as f:
-        assert images.load(client, f) == [image_id]
+        assert docker_runtime.load(client, f) == [image_id]
 
 
 @pytest.mark.airgap
@@ -187,11 +188,11 @@ def test_the_bundle_carries_the_images_its_lock_and_manifest_name(
         assert components[entry["archive"]].digest == entry["id"]
     # an archive from the bundle loads into another engine as the id its lock says
     with (tmp_path / "victoriametrics.tar").open("rb") as f:
-        assert images.load(client, f) == [lock["images"]["victoriametrics"]["id"]]
+        assert docker_runtime.load(client, f) == [lock["images"]["victoriametrics"]["id"]]
     # and the appliance's image runs the frozen appliance it carries
     with (tmp_path / "appliance.tar").open("rb") as f:
         appliance_id = lock["images"]["appliance"]["id"]
-        assert images.load(client, f) == [appliance_id]
+        assert docker_runtime.load(client, f) == [appliance_id]
     out = _run(client, appliance_id, str(ci.APP_EXECUTABLE), "--help")
     assert "bundle" in out and "up" in out, out
     built = json.loads((Path(os.environ.get("TRACEHOLD_TEST_OUTPUT", "test-output"))

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from appliance.airgap import images, rootfs
+from appliance.settings import default_docker_host
 from appliance.stack import container_images as ci
 
 TRUE = Path(shutil.which("true") or "/bin/true").resolve()  # dynamically linked to libc
@@ -108,9 +109,9 @@ def test_the_lock_text_is_what_the_runtime_reads() -> None:
 def test_the_docker_host_is_docker_host_else_the_local_socket(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "tcp://10.0.0.1:2375")
-    assert images.docker_host() == "tcp://10.0.0.1:2375"
+    assert default_docker_host() == "tcp://10.0.0.1:2375"
     monkeypatch.delenv("DOCKER_HOST")
-    assert images.docker_host() == "unix:///var/run/docker.sock"
+    assert default_docker_host() == "unix:///var/run/docker.sock"
 
 
 def test_no_engine_is_a_clear_error_before_anything_is_written(tmp_path: Path) -> None:
