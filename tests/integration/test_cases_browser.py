@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from playwright import sync_api as playwright
 
 from tests.conftest import Stack, tracehold
 from tests.integration.test_console_browser import (  # noqa: F401 (chromium is a fixture)
+    DRAWN,
     WAIT_MS,
     _check,
     _open,
@@ -81,6 +83,13 @@ def worked(stack: Stack) -> dict[str, Any]:
     trace_ids = _send_healthy(stack, service, 6)
     assert stack.wait_stored(service, 6) == 6
     case = _open_case(stack, service, trace_ids[:3])
+    # the RCA worker diagnoses a new case by itself; until its run lands the page polls for
+    # it and then redraws whole, under the clicks below: let it land first
+    deadline = time.monotonic() + 300
+    with stack.daemon() as daemon:
+        while not daemon.get(f"/api/v1/cases/{case['id']}").json()["rca"]:
+            assert time.monotonic() < deadline, "the case's first RCA run never landed"
+            time.sleep(1)
     user = f"case-e2e-{marker}"
     password = json.loads(tracehold("users", "create", user, "--json",
                                     data_dir=stack.data_dir).stdout)["password"]
@@ -101,6 +110,8 @@ def browser(worked: dict[str, Any], chromium: Any) -> Iterator[Any]:  # noqa: F8
 
 
 def _click(page: Any, name: str) -> None:
+    # mid-run a redrawn form can sit beside its stale copy: click once the run has ended
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)
     page.get_by_role("button", name=name, exact=True).click()
 
 

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from playwright import sync_api as playwright
 
 from appliance.demo import groundtruth
 from tests.conftest import Stack, running_stack, tracehold
@@ -134,7 +135,7 @@ def test_a_case_is_walked_from_open_to_its_diagnosis_and_resolved_with_a_fix(
         assert "Root cause" in text and "unable to determine" not in text.split("Ranked")[0]
     # the evidence grid holds the run's facts, and a trace behind them opens in Traces
     facts = page.get_by_test_id("stDataFrame").filter(has_text="cited")
-    assert facts.count() == 1
+    playwright.expect(facts).to_have_count(1, timeout=WAIT_MS)  # its rows draw late
     trace = page.get_by_role("link", name=" (f").first  # "Trace <id> (f3)"
     if trace.count():
         label = trace.inner_text()
