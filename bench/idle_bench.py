@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.settings import Settings  # noqa: E402
+from bench.cpu import Reader, sample, stack_readers, tree_cpu, used  # noqa: E402
 from bench.stack_bench import _write  # noqa: E402
 from tests.conftest import tracehold  # noqa: E402
 
@@ -52,50 +53,15 @@ DRAWN = """() => {
 }"""
 
 
-def _tree_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system, children reaped are not counted) of pid and every
-    descendant, per pid."""
-    out: dict[int, float] = {}
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return out
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            out[p.pid] = t.user + t.system
-        except psutil.Error:
-            continue
-    return out
-
-
-def _self_cpu(pid: int) -> dict[int, float]:
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return {}
-    return {pid: t.user + t.system}
-
-
-def _sample(targets: dict[str, Callable[[], dict[int, float]]]) -> dict[str, dict[int, float]]:
-    return {name: read() for name, read in targets.items()}
-
-
-def _used(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU seconds used between two samples; a process born in between counts from 0."""
-    return sum(t - before.get(pid, 0.0) for pid, t in after.items())
-
-
-def measure(targets: dict[str, Callable[[], dict[int, float]]], windows: int,
+def measure(targets: dict[str, Reader], windows: int,
             window_s: float) -> dict[str, Any]:
     per: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(windows):
-        t0, s0 = time.monotonic(), _sample(targets)
+        t0, s0 = time.monotonic(), sample(targets)
         time.sleep(window_s)
-        t1, s1 = time.monotonic(), _sample(targets)
+        t1, s1 = time.monotonic(), sample(targets)
         for name in targets:
-            per[name].append(100 * _used(s0[name], s1[name]) / (t1 - t0))
+            per[name].append(100 * used(s0[name], s1[name]) / (t1 - t0))
     return {name: {"median_pct": round(statistics.median(v), 2),
                    "windows_pct": [round(x, 2) for x in v]} for name, v in per.items()}
 
@@ -120,7 +86,7 @@ def _stack(data_dir: Path) -> Iterator[dict[str, Any]]:
 
 @contextmanager
 def _browser(console_url: str, user: str,
-             password: str) -> Iterator[Callable[[], dict[int, float]]]:
+             password: str) -> Iterator[Reader]:
     """The Overview open in headless Chromium; yields a reader of Chromium's CPU."""
     from playwright import sync_api as playwright
 
@@ -147,7 +113,7 @@ def _browser(console_url: str, user: str,
             chromium = [c for c in psutil.Process().children(recursive=True)
                         if "chrom" in c.name().lower() and
                         not any("chrom" in a.name().lower() for a in c.parents())]
-            yield lambda: {k: v for c in chromium for k, v in _tree_cpu(c.pid).items()}
+            yield lambda: {k: v for c in chromium for k, v in tree_cpu(c.pid).items()}
         finally:
             ctx.close()
 
@@ -164,11 +130,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tracehold-idle-") as tmp, _stack(Path(tmp)) as st:
         data_dir = Path(tmp)
-        comps = {c["name"]: c["pid"] for c in st["components"]}
+        comps = [c["name"] for c in st["components"]]
         names = [*comps, "supervisor"]
-        targets: dict[str, Callable[[], dict[int, float]]] = {
-            name: (lambda pid=pid: _tree_cpu(pid)) for name, pid in comps.items()}
-        targets["supervisor"] = lambda pid=st["supervisor_pid"]: _self_cpu(pid)
+        targets = stack_readers(data_dir)
         print(f"stack up ({', '.join(comps)}); settling {args.settle_s:.0f} s",
               file=sys.stderr)
         time.sleep(args.settle_s)

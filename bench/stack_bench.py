@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance import sdk  # noqa: E402
+from bench.cpu import sample, self_cpu, stack_readers, used  # noqa: E402
 from tests.conftest import Stack, start_stack, tracehold  # noqa: E402
 from tests.otlp_payloads import export_request  # noqa: E402
 
@@ -132,6 +133,9 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
     service = requests_service(requests)
     before = _count(stack, service)
     sent0, gave_up0 = _delivered(stack)
+    readers = {**stack_readers(stack.data_dir),
+               "load_generator": lambda: self_cpu(os.getpid())}
+    cpu0 = sample(readers)
     acked, failed, lock, nxt = [0], [0], threading.Lock(), iter(range(len(requests)))
 
     def sender() -> None:
@@ -173,13 +177,30 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
             break  # nothing left to send: what is missing was dropped (counted below)
         time.sleep(0.25)
     drained_s = time.monotonic() - t0
+    cpu1 = sample(readers)
     stored = _count(stack, service) - before
     return {"spans_acknowledged": acked[0], "spans_failed": failed[0], "spans_stored": stored,
             "spans_dropped_by_the_collector": int(_delivered(stack)[1] - gave_up0),
             "lost": acked[0] - stored, "accept_s": round(sent_s, 2),
             "accepted_spans_per_s": round(acked[0] / sent_s),
             "until_all_stored_s": round(drained_s, 2),
-            "stored_spans_per_s": round(stored / drained_s)}
+            "stored_spans_per_s": round(stored / drained_s),
+            "cpu": _cpu_per_span(cpu0, cpu1, stored, drained_s)}
+
+
+def _cpu_per_span(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]],
+                  spans: int, wall_s: float) -> dict[str, Any]:
+    """Where the CPU went while the spans went in: CPU microseconds per stored span of
+    each component (and of this load generator), and the core-seconds the stack would
+    need for the goal's rate at that cost. 2 cores give 200 us per span at 10k spans/s."""
+    per = {name: used(before[name], after[name]) for name in before}
+    stack_s = sum(v for k, v in per.items() if k != "load_generator")
+    n = max(1, spans)
+    return {"cpu_s": {k: round(v, 1) for k, v in per.items()},
+            "us_per_span": {k: round(1e6 * v / n, 1) for k, v in per.items()},
+            "stack_us_per_span": round(1e6 * stack_s / n, 1),
+            "stack_cores_busy": round(stack_s / wall_s, 2),
+            "stack_cores_needed_at_10k_per_s": round(stack_s / n * 10_000, 2)}
 
 
 def _delivered(stack: Stack) -> tuple[float, float]:
