@@ -313,6 +313,42 @@ def test_built_in_scores_are_exported_as_the_collector_s_histograms(
     assert served.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
+def test_the_histograms_count_every_score_of_sealed_and_hot_spans_once(
+        tmp_path: Path, evaluators: Evaluators) -> None:
+    """The labels come from the scored traces' spans read between their start-time bounds
+    (not a join with every stored span): the counts per series equal that join's, with
+    the scored spans split between a sealed partition and the hot table."""
+    store = SpanStore(tmp_path / "spans.duckdb")
+    try:
+        start = datetime.now(UTC) - timedelta(seconds=120)
+        replay(store, tmp_path, 60, 1.5, seed=5, start=start, app_scores=False)
+        store.seal()
+        replay(store, tmp_path, 60, 1.5, seed=6, start=start + timedelta(seconds=60),
+               app_scores=False)
+        score_window(store, evaluators.encoder, EVALUATORS, start - timedelta(seconds=5),
+                     datetime.now(UTC) + timedelta(seconds=5))
+        hot = store.read("SELECT count(*) AS n FROM evaluations e JOIN spans_hot h "
+                         "USING (trace_id, span_id)")[0]["n"]
+        assert hot > 0 and store.read("SELECT count(*) AS n FROM span_partitions")[0]["n"]
+        names = Settings().evaluation_names
+        metrics = EvalMetrics(store.db, names, since=datetime(2000, 1, 1, tzinfo=UTC))
+        metrics.collect(datetime.now(UTC) + timedelta(seconds=5))
+        joined = store.read(
+            "SELECT e.name, s.service_name, s.request_model, count(*) AS n FROM evaluations e "
+            "JOIN spans s USING (trace_id, span_id) WHERE e.score IS NOT NULL AND "
+            "list_contains(?, e.name) GROUP BY ALL", [names])
+        assert joined
+        got: dict[tuple[str, str, str], float] = {}
+        for (name, labels), series in metrics._series.items():
+            named = dict(labels)
+            key = (name, named["service_name"], named.get("gen_ai_request_model", "None"))
+            got[key] = got.get(key, 0) + series[-2]  # the +Inf count
+        assert got == {(r["name"], r["service_name"], str(r["request_model"])): r["n"]
+                       for r in joined}
+    finally:
+        store.close()
+
+
 def test_an_open_case_s_window_is_scored_whole(tmp_path: Path, evaluators: Evaluators) -> None:
     """Beside a tiny sample of new calls, every call of the focus window (an open case's)
     is scored; what one round's budget leaves, the next round takes."""
