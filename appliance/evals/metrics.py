@@ -80,7 +80,7 @@ class EvalMetrics:
         """The GenAI labels of the scored spans. Read between their traces' start-time
         bounds (``partitions.TRACE_BOUNDS``): a join of the new scores to the whole
         ``spans`` view scanned every stored span on each scrape (10M spans: ~13 % of the
-        daemon's busy time under load, bench/results/README.md)."""
+        daemon's busy time under load, docs/store-design.md)."""
         ids = sorted({r["trace_id"] for r in scores})
         if not ids:
             return {}
