@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from appliance.demo.names import ScenarioName
 from appliance.demo.runner import Options, run
 from appliance.demo.sink import Sink
+from appliance.detect.buckets import BucketCache
 from appliance.detect.model import Finding
 from appliance.detect.runner import detect
 from appliance.ingest.decode import decode_body
@@ -93,13 +94,15 @@ def replay(store: SpanStore, run_dir: Path, seconds: float, rate: float, seed: i
 
 
 def first_detection(store: SpanStore, cfg: DetectConfig, since: datetime, until: datetime,
-                    step_s: float | None = None) -> list[tuple[datetime, Finding]]:
+                    step_s: float | None = None, cache: BucketCache | None = None
+                    ) -> list[tuple[datetime, Finding]]:
     """Run the detectors as the daemon would, every interval from `since` to `until`;
-    the first finding of each (type, service), with the time it first fired."""
+    the first finding of each (type, service), with the time it first fired. With a
+    ``cache``, rounds reuse each other's buckets as the daemon's runner does."""
     seen: dict[tuple[str, str], tuple[datetime, Finding]] = {}
     t = since
     while t <= until:
-        for f in detect(store, cfg, now=t):
+        for f in detect(store, cfg, now=t, cache=cache):
             seen.setdefault((f.failure_type, f.service), (t, f))
         t += timedelta(seconds=step_s or cfg.interval_s)
     return sorted(seen.values(), key=lambda x: x[0])

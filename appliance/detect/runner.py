@@ -22,9 +22,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from appliance.detect import operational, quality
+from appliance.detect.buckets import BucketCache
 from appliance.detect.model import Finding
 from appliance.detect.windows import SEEN, Windows
 from appliance.domain.taxonomy import FailureType
+from appliance.evals.store import on_scored
 from appliance.ingest.rows import SpanRow
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
@@ -48,9 +50,10 @@ REEMIT_S = 60.0
 
 
 def detect(store: SpanStore, cfg: DetectConfig, now: datetime | None = None,
-           only: str | None = None) -> list[Finding]:
-    """Every detector once (or just `only`), over the windows ending `now`."""
-    w = Windows.at(now or datetime.now(UTC), cfg)
+           only: str | None = None, cache: BucketCache | None = None) -> list[Finding]:
+    """Every detector once (or just `only`), over the windows ending `now`; with a
+    ``cache``, the windows' comparisons reuse the buckets kept by earlier rounds."""
+    w = Windows.at(now or datetime.now(UTC), cfg, cache)
     findings: list[Finding] = []
     for name, run in DETECTORS.items():
         if only is None or only == name:
@@ -75,7 +78,10 @@ class DetectorRunner:
         self._newest_lock = threading.Lock()
         self._newest: datetime | None = None
         self.rounds = self.skipped = 0
+        self.cache = BucketCache()
         store.on_insert(self._arrived)  # first, so no insert falls between the two
+        store.on_retention(self.cache.clear)
+        on_scored(store.db, self._scored)
         self._note(store.read(f"SELECT max({SEEN}) AS t FROM spans")[0]["t"])
 
     def _note(self, seen: datetime | None) -> None:
@@ -85,7 +91,16 @@ class DetectorRunner:
 
     def _arrived(self, rows: Sequence[SpanRow]) -> None:
         if rows:
-            self._note(max(max(r.end_time, r.received_at) for r in rows))
+            seen = [max(r.end_time, r.received_at) for r in rows]
+            self.cache.invalidate_from(min(seen))
+            self._note(max(seen))
+
+    def _scored(self, seen: datetime | None) -> None:
+        """Built-in scores were written for spans seen from ``seen`` (None: unknown)."""
+        if seen is None:
+            self.cache.clear()
+        else:
+            self.cache.invalidate_from(seen)
 
     def quiet(self, now: datetime) -> bool:
         """No stored span is seen in the recent window ending ``now``: nothing to judge."""
@@ -99,7 +114,7 @@ class DetectorRunner:
             self.skipped += 1
             return []
         handed: list[Finding] = []
-        for finding in detect(self.store, self.cfg, now):
+        for finding in detect(self.store, self.cfg, now, cache=self.cache):
             key = (finding.signature, finding.service)
             if time.monotonic() - self._last.get(key, -REEMIT_S) < REEMIT_S:
                 continue

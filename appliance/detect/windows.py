@@ -15,6 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
+from appliance.detect.buckets import (
+    BUCKET_S,
+    BucketCache,
+    Key,
+    Partial,
+    bucket_of,
+    bucket_start,
+    merge,
+    sampled,
+)
 from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS, SpanAttribute
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
@@ -39,12 +51,15 @@ class Windows:
     recent_start: datetime
     baseline_start: datetime
     label: str
+    # The detector runner's buckets kept from earlier rounds (None: read both windows whole)
+    cache: BucketCache | None = None
 
     @classmethod
-    def at(cls, now: datetime, cfg: DetectConfig) -> Windows:
+    def at(cls, now: datetime, cfg: DetectConfig, cache: BucketCache | None = None) -> Windows:
         recent = now - timedelta(seconds=cfg.recent_window_s)
         return cls(now, recent, recent - timedelta(seconds=cfg.baseline_window_s),
-                   f"recent {cfg.recent_window_s}s vs baseline {cfg.baseline_window_s}s")
+                   f"recent {cfg.recent_window_s}s vs baseline {cfg.baseline_window_s}s",
+                   cache)
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,10 @@ class Comparison:
 
 def compare(store: SpanStore, w: Windows, value: str, where: str = "TRUE",
             agg: str = "avg", group: str = "service_name") -> dict[str, Comparison]:
-    """agg(value) in the recent window and in the baseline, per group."""
+    """agg(value) in the recent window and in the baseline, per group (``agg``: avg or
+    median). With the runner's cache, from its kept buckets and a read of the rest."""
+    if w.cache is not None:
+        return _from_buckets(store, w, (value, where, agg, group), w.cache)
     sql = (
         f"SELECT {group} AS g, "
         f"{agg}(v) FILTER (WHERE {SEEN} >= ?) AS recent, "
@@ -76,6 +94,73 @@ def compare(store: SpanStore, w: Windows, value: str, where: str = "TRUE",
     rows = store.read(sql, [w.recent_start] * 4 + [w.baseline_start, w.now])
     return {r["g"]: Comparison(r["g"], _f(r["recent"]), int(r["n_recent"]),
                                _f(r["baseline"]), int(r["n_baseline"])) for r in rows}
+
+
+def _from_buckets(store: SpanStore, w: Windows, key: Key,
+                  cache: BucketCache) -> dict[str, Comparison]:
+    """``compare`` from whole buckets (kept, or read now and kept) and the edges where a
+    window starts or ends inside a bucket (read every round)."""
+    value, where, agg, group = key
+    first = bucket_of(w.baseline_start)
+    if bucket_start(first) < w.baseline_start:
+        first += 1
+    # The bucket the recent window starts inside, if it does: an edge on both sides.
+    split = bucket_of(w.recent_start) if bucket_start(bucket_of(w.recent_start)) < \
+        w.recent_start else None
+    whole = [b for b in range(first, bucket_of(w.now)) if b != split]
+    generation = cache.generation
+    kept = cache.get(key, range(first, bucket_of(w.now)))
+    # The longest run of kept whole buckets is left out of the read; the rest is read.
+    run = _longest_run(sorted(b for b in kept if b != split))
+    skip_from, skip_to = (bucket_start(run.start), bucket_start(run.stop)) if run else (
+        w.now, w.now)
+    kept = {b: kept[b] for b in run} if run else {}
+    values = ("sum(v) AS total, NULL AS vals" if agg == "avg"
+              else "0.0 AS total, list(v) FILTER (WHERE v IS NOT NULL) AS vals")
+    rows = store.read(
+        f"SELECT g, b, r, count(v) AS n, {values} FROM ("
+        f"  SELECT {group} AS g, epoch_us({SEEN}) // {BUCKET_S * 1_000_000} AS b, "
+        f"  {SEEN} >= ? AS r, {value} AS v FROM spans "
+        f"  WHERE {SEEN} >= ? AND {SEEN} < ? AND NOT ({SEEN} >= ? AND {SEEN} < ?) "
+        f"  AND ({where})) "
+        f"WHERE g IS NOT NULL GROUP BY ALL",
+        [w.recent_start, w.baseline_start, w.now, skip_from, skip_to])
+    read: dict[int, dict[str, Partial]] = {b: {} for b in whole if b not in kept}
+    edges: dict[bool, list[tuple[str, Partial]]] = {True: [], False: []}
+    for r in rows:
+        n, b, vals = int(r["n"]), int(r["b"]), r["vals"]
+        if b in read:  # a whole bucket: kept, so a sample will do past SAMPLE values
+            read[b][r["g"]] = Partial(n, float(r["total"] or 0.0),
+                                      None if vals is None else sampled(vals, n, b))
+        else:  # an edge, read again next round: every value
+            edges[bool(r["r"])].append((r["g"], Partial(
+                n, float(r["total"] or 0.0), None if vals is None else np.asarray(vals, float))))
+    cache.put(key, generation, read, keep_from=first)
+    parts: dict[bool, dict[str, list[Partial]]] = {True: {}, False: {}}
+    for b, groups in (kept | read).items():
+        recent = bucket_start(b) >= w.recent_start
+        for g, part in groups.items():
+            parts[recent].setdefault(g, []).append(part)
+    for recent, found in edges.items():
+        for g, part in found:
+            parts[recent].setdefault(g, []).append(part)
+    out = {}
+    for g in parts[True].keys() | parts[False].keys():
+        recent_v, n_recent = merge(parts[True].get(g, ()), agg)
+        baseline_v, n_baseline = merge(parts[False].get(g, ()), agg)
+        out[g] = Comparison(g, recent_v, n_recent, baseline_v, n_baseline)
+    return out
+
+
+def _longest_run(buckets: list[int]) -> range | None:
+    best: range | None = None
+    start = 0
+    for i in range(1, len(buckets) + 1):
+        if i == len(buckets) or buckets[i] != buckets[i - 1] + 1:
+            if best is None or i - start > len(best):
+                best = range(buckets[start], buckets[i - 1] + 1)
+            start = i
+    return best
 
 
 def evidence(store: SpanStore, w: Windows, service: str, where: str,

@@ -102,7 +102,7 @@ class EvalRunner:
         rows = self.store.read(
             "SELECT trace_id, span_id, service_name, input_messages, output_messages, "
             "attributes::VARCHAR AS attributes, events::VARCHAR AS events, retrieval_scores, "
-            f"map_keys(eval_scores) AS app_scores, received_at {base} "
+            f"map_keys(eval_scores) AS app_scores, received_at, {SEEN} AS seen {base} "
             "AND span_id IN (SELECT unnest(?)) ORDER BY received_at, span_id",
             [*both, sorted({k["span_id"] for k in keep})])
         out = []
@@ -148,7 +148,7 @@ class EvalRunner:
         call = call_of(row, retrievals)
         return [Evaluation(row["trace_id"], row["span_id"], s.name, s.score,
                            Evaluators.version(s.name), s.reason, s.detail or None,
-                           row.get("service_name"))
+                           row.get("service_name"), seen=row.get("seen"))
                 for s in self.evaluators.evaluate(call, names)]
 
     def run(self, where: str, params: Sequence[Any], sample_rate: float | None = None,

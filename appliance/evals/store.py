@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +35,17 @@ MIGRATIONS = [[
 ]]
 _ready: weakref.WeakSet[Database] = weakref.WeakSet()
 _ready_lock = threading.Lock()
+# Per database: called after scores are written, with the earliest ``seen`` of their spans
+# (None when a row does not say).
+_scored: weakref.WeakKeyDictionary[Database, list[Callable[[datetime | None], object]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def on_scored(db: Database, listener: Callable[[datetime | None], object]) -> None:
+    """Call ``listener(seen)`` after every write of scores to ``db``'s table, by any
+    ``EvalStore`` on it (the detector runner forgets the buckets they change)."""
+    with _ready_lock:
+        _scored.setdefault(db, []).append(listener)
 
 
 def ensure(db: Database) -> None:
@@ -68,6 +79,9 @@ class Evaluation:
     detail: dict[str, Any] | None = None
     service_name: str | None = None
     source: str = "tracehold"
+    # When the appliance knew of the span (its end or arrival: ``detect.windows.SEEN``),
+    # told to the readers that keep aggregates by it (``on_scored``); not stored.
+    seen: datetime | None = None
 
 
 class EvalStore:
@@ -97,6 +111,10 @@ class EvalStore:
                 con.execute("INSERT OR REPLACE INTO evaluations SELECT * FROM _evaluations")
             finally:
                 con.unregister("_evaluations")
+        seen = None if any(r.seen is None for r in rows) else min(
+            r.seen for r in rows if r.seen is not None)
+        for listener in _scored.get(self.db, ()):
+            listener(seen)
         return len(rows)
 
     def for_trace(self, trace_id: str) -> list[dict[str, Any]]:

@@ -198,6 +198,7 @@ class SpanStore:
         self.path = self.db.path
         self.seal_rows = seal_rows
         self._listeners: list[Callable[[Sequence[SpanRow]], object]] = []
+        self._retention_listeners: list[Callable[[], object]] = []
         self._expire_before: int | None = None  # hour: the last retention pass's cutoff
         self._last_seal = time.monotonic()
         try:
@@ -276,12 +277,20 @@ class SpanStore:
             dropped = partitions.drop_expired(con, _NAMES, before)
             partitions.checkpoint("retention")
             self._hot = 0
+        if done.expired or dropped:
+            for listener in self._retention_listeners:
+                listener()
         return done.expired + dropped
 
     def on_insert(self, listener: Callable[[Sequence[SpanRow]], object]) -> None:
         """Call ``listener(rows)`` after each committed insert, outside the lock (e.g. to
         infer change events). A listener's error is logged; the insert has succeeded."""
         self._listeners.append(listener)
+
+    def on_retention(self, listener: Callable[[], object]) -> None:
+        """Call ``listener()`` after a retention pass has dropped spans (e.g. to forget
+        what was computed from them)."""
+        self._retention_listeners.append(listener)
 
     def _notify(self, rows: Sequence[SpanRow]) -> None:
         for listener in self._listeners:

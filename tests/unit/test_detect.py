@@ -4,7 +4,7 @@ nothing is found before onset or in the harmless `normal` scenario."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,8 @@ import pytest
 from appliance.demo.names import ScenarioName
 from appliance.demo.replay import Replay, first_detection, replay
 from appliance.demo.scenarios import ALL, SCENARIOS
+from appliance.detect.buckets import BucketCache
+from appliance.detect.model import Finding
 from appliance.detect.runner import DetectorRunner, still_firing
 from appliance.detect.series import window_for
 from appliance.domain.taxonomy import FAILURE_TYPES
@@ -26,14 +28,27 @@ def _run(store: SpanStore, tmp_path: Path, name: ScenarioName) -> Replay:
     return replay(store, tmp_path, SECONDS, RATE, seed=11, scenario=name, at=ONSET)
 
 
+def _detected(store: SpanStore, r: Replay) -> list[tuple[datetime, Finding]]:
+    """Rounds every interval from FROM to SECONDS, reusing each other's buckets as the
+    daemon's runner does; checked against rounds that read every window whole: the same
+    failures at the same times with the same signals and evidence."""
+    since, until = r.start + timedelta(seconds=FROM), r.start + timedelta(seconds=SECONDS)
+    cache = BucketCache()
+    kept = first_detection(store, CFG, since, until, cache=cache)
+    whole = first_detection(store, CFG, since, until)
+    assert [(t, f.failure_type, f.service, f.signals, f.trace_ids) for t, f in kept] == \
+        [(t, f.failure_type, f.service, f.signals, f.trace_ids) for t, f in whole]
+    assert cache.reused > cache.filled > 0
+    return kept
+
+
 @pytest.mark.parametrize("name", [n for n in ScenarioName if n != ScenarioName.normal])
 def test_each_failure_is_found_as_its_type_within_two_minutes(
         store: SpanStore, tmp_path: Path, name: ScenarioName) -> None:
     assert str(name) in FAILURE_TYPES
     r = _run(store, tmp_path, name)
     assert r.onset is not None
-    found = first_detection(store, CFG, r.start + timedelta(seconds=FROM),
-                            r.start + timedelta(seconds=SECONDS))
+    found = _detected(store, r)
     assert found, "nothing detected"
     assert all(t >= r.onset for t, _ in found), [(t - r.onset, f.failure_type)
                                                  for t, f in found]
@@ -53,8 +68,7 @@ def test_each_failure_is_found_as_its_type_within_two_minutes(
 
 def test_normal_change_opens_nothing(store: SpanStore, tmp_path: Path) -> None:
     r = _run(store, tmp_path, ScenarioName.normal)
-    found = first_detection(store, CFG, r.start + timedelta(seconds=FROM),
-                            r.start + timedelta(seconds=SECONDS))
+    found = _detected(store, r)
     assert found == []
 
 
