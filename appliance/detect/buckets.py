@@ -15,6 +15,9 @@ buckets are all whole gives the same median as DuckDB over the same rows; one wi
 sampled bucket gives a weighted median of the samples, within a fraction of a percent of
 rank at these sizes: the detectors compare medians by ratios of 1.5x and up.
 
+Reads name arrival times too (``lead``), so they skip the stored row groups that arrived
+before the baseline instead of computing every stored span's seen time.
+
 A kept bucket is dropped when anything that feeds it may have changed:
 
 * an insert whose spans are seen in or before it (``invalidate_from``: a replay, a
@@ -109,6 +112,18 @@ class BucketCache:
         # (generation, first bucket it reached) of the latest invalidations
         self._events: deque[tuple[int, int]] = deque(maxlen=_EVENTS)
         self.filled = self.reused = 0  # buckets computed and kept / found kept (for bench)
+        # How long after its arrival a stored span can be seen (its end, by the sender's
+        # clock, after our receipt): a read of seen times from t needs only the spans that
+        # arrived from t - lead, and DuckDB skips the row groups that arrived before.
+        self._lead = timedelta(0)
+
+    @property
+    def lead(self) -> timedelta:
+        return self._lead
+
+    def note_lead(self, lead: timedelta) -> None:
+        with self._lock:
+            self._lead = max(self._lead, lead)
 
     @property
     def generation(self) -> int:

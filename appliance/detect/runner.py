@@ -82,7 +82,10 @@ class DetectorRunner:
         store.on_insert(self._arrived)  # first, so no insert falls between the two
         store.on_retention(self.cache.clear)
         on_scored(store.db, self._scored)
-        self._note(store.read(f"SELECT max({SEEN}) AS t FROM spans")[0]["t"])
+        known = store.read(f"SELECT max({SEEN}) AS t, max(epoch_us(end_time) "
+                           "- epoch_us(received_at)) AS lead FROM spans")[0]
+        self._note(known["t"])
+        self.cache.note_lead(timedelta(microseconds=max(int(known["lead"] or 0), 0)))
 
     def _note(self, seen: datetime | None) -> None:
         with self._newest_lock:
@@ -92,6 +95,7 @@ class DetectorRunner:
     def _arrived(self, rows: Sequence[SpanRow]) -> None:
         if rows:
             seen = [max(r.end_time, r.received_at) for r in rows]
+            self.cache.note_lead(max(s - r.received_at for s, r in zip(seen, rows, strict=True)))
             self.cache.invalidate_from(min(seen))
             self._note(max(seen))
 

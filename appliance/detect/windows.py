@@ -121,10 +121,11 @@ def _from_buckets(store: SpanStore, w: Windows, key: Key,
         f"SELECT g, b, r, count(v) AS n, {values} FROM ("
         f"  SELECT {group} AS g, epoch_us({SEEN}) // {BUCKET_S * 1_000_000} AS b, "
         f"  {SEEN} >= ? AS r, {value} AS v FROM spans "
-        f"  WHERE {SEEN} >= ? AND {SEEN} < ? AND NOT ({SEEN} >= ? AND {SEEN} < ?) "
-        f"  AND ({where})) "
+        f"  WHERE received_at >= ? AND {SEEN} >= ? AND {SEEN} < ? "
+        f"  AND NOT ({SEEN} >= ? AND {SEEN} < ?) AND ({where})) "
         f"WHERE g IS NOT NULL GROUP BY ALL",
-        [w.recent_start, w.baseline_start, w.now, skip_from, skip_to])
+        [w.recent_start, w.baseline_start - cache.lead, w.baseline_start, w.now, skip_from,
+         skip_to])
     read: dict[int, dict[str, Partial]] = {b: {} for b in whole if b not in kept}
     edges: dict[bool, list[tuple[str, Partial]]] = {True: [], False: []}
     for r in rows:

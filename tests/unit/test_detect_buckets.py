@@ -133,6 +133,16 @@ def test_a_late_span_a_late_score_and_retention_are_not_hidden_by_kept_buckets(
     after = windows.compare(store, Windows.at(now, CFG), *duration)
     assert after["late"].n_baseline == 40 and "late" not in before  # a stale cache would differ
     _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *duration), after)
+    # Spans from a sender whose clock is an hour ahead: they arrived before the baseline
+    # began but were seen inside it. Reads that skip what arrived before the baseline must
+    # reach back for them: the runner learns how far, from inserts and from the store.
+    store.insert([_row(3 * 10 ** 6 + i, middle, middle - timedelta(hours=1), service="ahead",
+                       duration=7.0) for i in range(25)])
+    ahead = windows.compare(store, Windows.at(now, CFG), *duration)
+    assert ahead["ahead"].n_baseline == 25
+    _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *duration), ahead)
+    fresh = DetectorRunner(store, CFG, lambda f: None)
+    _same(windows.compare(store, Windows.at(now, CFG, fresh.cache), *duration), ahead)
     # A built-in score for an old span changes the quality comparisons' buckets.
     grounded = next(k for k in keys if "groundedness" in k[0])
     _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *grounded),
