@@ -117,15 +117,17 @@ def _from_buckets(store: SpanStore, w: Windows, key: Key,
     kept = {b: kept[b] for b in run} if run else {}
     values = ("sum(v) AS total, NULL AS vals" if agg == "avg"
               else "0.0 AS total, list(v) FILTER (WHERE v IS NOT NULL) AS vals")
+    # Two reads of seen times, before and after the kept run, each bounded by arrival too
+    # (seen is never before arrival, nor more than ``lead`` after it), so DuckDB skips the
+    # row groups of the run and of what arrived before the baseline.
+    branch = (f"SELECT {group} AS g, epoch_us({SEEN}) // {BUCKET_S * 1_000_000} AS b, "
+              f"{SEEN} >= ? AS r, {value} AS v FROM spans WHERE received_at >= ? "
+              f"AND received_at < ? AND {SEEN} >= ? AND {SEEN} < ? AND ({where})")
     rows = store.read(
-        f"SELECT g, b, r, count(v) AS n, {values} FROM ("
-        f"  SELECT {group} AS g, epoch_us({SEEN}) // {BUCKET_S * 1_000_000} AS b, "
-        f"  {SEEN} >= ? AS r, {value} AS v FROM spans "
-        f"  WHERE received_at >= ? AND {SEEN} >= ? AND {SEEN} < ? "
-        f"  AND NOT ({SEEN} >= ? AND {SEEN} < ?) AND ({where})) "
-        f"WHERE g IS NOT NULL GROUP BY ALL",
-        [w.recent_start, w.baseline_start - cache.lead, w.baseline_start, w.now, skip_from,
-         skip_to])
+        f"SELECT g, b, r, count(v) AS n, {values} FROM ({branch} UNION ALL {branch}) "
+        "WHERE g IS NOT NULL GROUP BY ALL",
+        [w.recent_start, w.baseline_start - cache.lead, skip_from, w.baseline_start, skip_from,
+         w.recent_start, skip_to - cache.lead, w.now, skip_to, w.now])
     read: dict[int, dict[str, Partial]] = {b: {} for b in whole if b not in kept}
     edges: dict[bool, list[tuple[str, Partial]]] = {True: [], False: []}
     for r in rows:
