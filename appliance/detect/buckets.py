@@ -26,7 +26,8 @@ A kept bucket is dropped when anything that feeds it may have changed:
   sender's clock ahead of ours; live ingest stamps arrival, so it lands in the newest
   bucket, which is never kept before it has closed);
 * a built-in evaluation written for a span seen in or before it (the quality detectors
-  read those scores; ``appliance/evals/store.py`` says when);
+  read those scores; ``appliance/evals/store.py`` says when), and every bucket when
+  scores past their retention are deleted;
 * a retention pass (``clear``).
 
 An aggregate computed from a read that began before an invalidation is used for that

@@ -35,15 +35,15 @@ MIGRATIONS = [[
 ]]
 _ready: weakref.WeakSet[Database] = weakref.WeakSet()
 _ready_lock = threading.Lock()
-# Per database: called after scores are written, with the earliest ``seen`` of their spans
-# (None when a row does not say).
+# Per database: called after scores are written or deleted, with the earliest ``seen`` of
+# their spans (None when that is not known).
 _scored: weakref.WeakKeyDictionary[Database, list[Callable[[datetime | None], object]]] = \
     weakref.WeakKeyDictionary()
 
 
 def on_scored(db: Database, listener: Callable[[datetime | None], object]) -> None:
-    """Call ``listener(seen)`` after every write of scores to ``db``'s table, by any
-    ``EvalStore`` on it (the detector runner forgets the buckets they change)."""
+    """Call ``listener(seen)`` after every write or deletion of scores in ``db``'s table,
+    by any ``EvalStore`` on it (the detector runner forgets the buckets they change)."""
     with _ready_lock:
         _scored.setdefault(db, []).append(listener)
 
@@ -111,11 +111,13 @@ class EvalStore:
                 con.execute("INSERT OR REPLACE INTO evaluations SELECT * FROM _evaluations")
             finally:
                 con.unregister("_evaluations")
-        seen = None if any(r.seen is None for r in rows) else min(
-            r.seen for r in rows if r.seen is not None)
+        self._told(None if any(r.seen is None for r in rows) else min(
+            r.seen for r in rows if r.seen is not None))
+        return len(rows)
+
+    def _told(self, seen: datetime | None) -> None:
         for listener in _scored.get(self.db, ()):
             listener(seen)
-        return len(rows)
 
     def for_trace(self, trace_id: str) -> list[dict[str, Any]]:
         rows = self.db.read("SELECT * EXCLUDE (detail), detail::VARCHAR AS detail "
@@ -144,7 +146,10 @@ class EvalStore:
         cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
         with self.db.transaction() as con:
             found = con.execute("DELETE FROM evaluations WHERE scored_at < ?", [cutoff])
-            return int((found.fetchone() or (0,))[0])
+            deleted = int((found.fetchone() or (0,))[0])
+        if deleted:  # which spans lost a score is not known here: listeners forget all
+            self._told(None)
+        return deleted
 
     def count(self) -> int:
         return int(self.db.read("SELECT count(*) AS n FROM evaluations")[0]["n"])

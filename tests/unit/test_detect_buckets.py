@@ -153,6 +153,10 @@ def test_a_late_span_a_late_score_and_retention_are_not_hidden_by_kept_buckets(
     scored = windows.compare(store, Windows.at(now, CFG), *grounded)
     assert scored["late"].n_baseline == 40
     _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *grounded), scored)
+    # Scores past their retention are deleted: the buckets they fed are forgotten too.
+    assert EvalStore(store.db).apply_retention(1, now=now + timedelta(days=2)) >= 40
+    _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *grounded),
+          windows.compare(store, Windows.at(now, CFG), *grounded))
     # Retention: every span goes (days=0 drops the days before today; these are older).
     store.insert([_row(2 * 10 ** 6, now - timedelta(days=3), now - timedelta(days=3))])
     runner.cache.put(duration, runner.cache.generation,
