@@ -123,8 +123,11 @@ def bench_latency(traces: int = 20) -> None:
 
 
 def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes],
-          spans_per_request: int, senders: int) -> dict[str, Any]:
+          spans_per_request: int, senders: int, rate: float | None = None) -> dict[str, Any]:
     """Send every pre-built request once from `senders` threads; then wait for the store.
+    With ``rate``, requests are paced to offer that many spans a second (a sustained load)
+    and the collector's queue is sampled every second: if the store keeps up, its size
+    stays bounded while the load is offered.
 
     Stored means committed: the daemon answers the collector's store exporter only after
     its commit, so the exporter's sent-spans counter is what the clock waits for (a count
@@ -145,6 +148,9 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
                     i = next(nxt, None)
                 if i is None:
                     return
+                if rate is not None and (wait := t0 + i * spans_per_request / rate
+                                         - time.monotonic()) > 0:
+                    time.sleep(wait)
                 for _attempt in range(50):  # the SDK's behaviour: retry retryable answers
                     r = c.post(url, content=requests[i], headers=headers)
                     if r.status_code == 200:
@@ -157,13 +163,26 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
                         break
                     time.sleep(0.2)
 
+    queue: list[tuple[float, float, float]] = []  # (s since start, queue size, spans sent)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(1.0):
+            queue.append((round(time.monotonic() - t0, 1),
+                          stack.collector_counter("otelcol_exporter_queue_size",
+                                                  exporter="otlp_http/store"),
+                          _delivered(stack)[0] - sent0))
+
     t0 = time.monotonic()
     threads = [threading.Thread(target=sender) for _ in range(senders)]
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     sent_s = time.monotonic() - t0
+    stored_while_sent = _delivered(stack)[0] - sent0
     deadline, last, still_since = t0 + 1800, -1.0, time.monotonic()
     while time.monotonic() < deadline:
         sent, _ = _delivered(stack)
@@ -177,9 +196,16 @@ def _load(stack: Stack, url: str, headers: dict[str, str], requests: list[bytes]
             break  # nothing left to send: what is missing was dropped (counted below)
         time.sleep(0.25)
     drained_s = time.monotonic() - t0
+    done.set()
     cpu1 = sample(readers)
     stored = _count(stack, service) - before
-    return {"spans_acknowledged": acked[0], "spans_failed": failed[0], "spans_stored": stored,
+    sustained = {} if rate is None else {
+        "offered_spans_per_s": rate,
+        "stored_spans_per_s_while_offered": round(stored_while_sent / sent_s),
+        "queue_peak_spans": max((q for _, q, _ in queue), default=0),
+        "queue_every_10_s": [(t, q) for t, q, _ in queue[9::10]]}
+    return {**sustained,
+            "spans_acknowledged": acked[0], "spans_failed": failed[0], "spans_stored": stored,
             "spans_dropped_by_the_collector": int(_delivered(stack)[1] - gave_up0),
             "lost": acked[0] - stored, "accept_s": round(sent_s, 2),
             "accepted_spans_per_s": round(acked[0] / sent_s),
@@ -231,7 +257,8 @@ def requests_service(requests: list[bytes]) -> str:
 
 
 def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: int = 4,
-                 store: Path | None = None, out: str = "ingest") -> None:
+                 store: Path | None = None, out: str = "ingest", rate: float | None = None
+                 ) -> None:
     """Sustained ingest of ~3 KB GenAI spans, through Envoy and straight to the collector
     (into a copy of ``store`` when given)."""
 
@@ -244,8 +271,17 @@ def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: in
         envoy_reqs = build(f"ingest-envoy-{uuid.uuid4().hex[:6]}")
         span_bytes = len(envoy_reqs[0]) / per_request
         envoy = _load(stack, stack.endpoints["otlp_http"] + "/v1/traces",
-                      {**proto, "X-API-Key": stack.key}, envoy_reqs, per_request, senders)
+                      {**proto, "X-API-Key": stack.key}, envoy_reqs, per_request, senders,
+                      rate)
         del envoy_reqs
+        if rate is not None:  # a paced run measures the sustained rate through Envoy only
+            with httpx.Client(base_url=f"http://127.0.0.1:{stack.settings.ports.daemon}",
+                              timeout=600, trust_env=False) as c:
+                stored_after = c.get("/api/v1/count").json()["spans"]
+            return {"spans": total_spans, "spans_per_request": per_request,
+                    "senders": senders, "spans_already_stored_after": stored_after,
+                    "load_avg_1m_after": round(os.getloadavg()[0], 2),
+                    "bytes_per_span": round(span_bytes), "through_envoy": envoy}
         direct_reqs = build(f"ingest-direct-{uuid.uuid4().hex[:6]}")
         direct = _load(stack, f"http://127.0.0.1:{stack.settings.ports.collector_http}/v1/traces",
                        proto, direct_reqs, per_request, senders)
@@ -296,6 +332,8 @@ if __name__ == "__main__":
                                                    "span store (e.g. bench/store_fill.py's)")
     parser.add_argument("--spans", type=int, default=120_000, help="ingest: spans per path")
     parser.add_argument("--out", default="ingest", help="ingest: result name")
+    parser.add_argument("--rate", type=float, help="ingest: offer this many spans/s through "
+                                                   "Envoy only (sustained), paced")
     args = parser.parse_args()
     unknown = set(args.benches) - set(BENCHES)
     if unknown:
@@ -303,6 +341,6 @@ if __name__ == "__main__":
     for name in args.benches or list(BENCHES):
         print(f"== {name}", file=sys.stderr)
         if name == "ingest":
-            bench_ingest(args.spans, store=args.store, out=args.out)
+            bench_ingest(args.spans, store=args.store, out=args.out, rate=args.rate)
         else:
             BENCHES[name]()
