@@ -6,7 +6,7 @@ evidence, so an open case collects evidence without flooding the audit log.
 
 A round whose recent window can hold no span is skipped without a query: every detector
 judges only groups with spans in the recent window (at least ``min_recent`` of them), so
-such a round finds nothing. The runner keeps the newest "seen" time (``windows.SEEN``:
+such a round finds nothing. The runner keeps the newest "seen" time (``store.spans.SEEN``:
 end or arrival, whichever is later) of every stored span, from the store once and then
 from each insert, and skips while that lies before the recent window. A quiet appliance
 then costs one comparison per interval instead of a score of DuckDB queries

@@ -29,10 +29,9 @@ from appliance.detect.buckets import (
 )
 from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS, SpanAttribute
 from appliance.settings import DetectConfig
+from appliance.store.spans import SEEN as SEEN  # the detectors' and readers' name for it
 from appliance.store.spans import SpanStore
 
-# When the appliance knew of a span: it has ended and arrived. Windows are cut on this.
-SEEN = "greatest(end_time, received_at)"
 # Spans that are calls to a model (as opposed to retrieval, tools, agent steps).
 _OPERATIONS = ", ".join(f"'{op}'" for op in MODEL_CALL_OPERATIONS)  # fixed names, not input
 MODEL_CALL = f"{BY_COLUMN['operation'].column} IN ({_OPERATIONS})"

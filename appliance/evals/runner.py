@@ -26,12 +26,12 @@ from appliance.evals.evaluators import Encoder, Evaluators
 from appliance.evals.store import EvalStore, Evaluation
 from appliance.ingest.conventions import BY_COLUMN, MODEL_CALL_OPERATIONS
 from appliance.store import partitions
+from appliance.store.spans import SEEN as SEEN  # the worker's windows use it too
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.evals")
 _OP = BY_COLUMN["operation"].column
 _CALLS = f"{_OP} IN ({', '.join(repr(op) for op in MODEL_CALL_OPERATIONS)})"  # fixed names
-SEEN = "greatest(end_time, received_at)"
 _HASH_RANGE = 1_000_000
 # The span columns a round reads (through partitions.copies_sql).
 _COLUMNS = ("trace_id, span_id, service_name, start_time, end_time, received_at, "

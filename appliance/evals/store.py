@@ -79,7 +79,7 @@ class Evaluation:
     detail: dict[str, Any] | None = None
     service_name: str | None = None
     source: str = "tracehold"
-    # When the appliance knew of the span (its end or arrival: ``detect.windows.SEEN``),
+    # When the appliance knew of the span (its end or arrival: ``store.spans.SEEN``),
     # told to the readers that keep aggregates by it (``on_scored``); not stored.
     seen: datetime | None = None
 

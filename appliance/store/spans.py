@@ -58,6 +58,10 @@ from appliance.store.database import Database, Step, migrate
 from appliance.store.partitions import HOT, Sealed
 
 log = logging.getLogger("tracehold.store")
+# When the appliance knew of a span: it had ended and arrived, whichever is later. The
+# detectors cut their windows on it and keep their aggregates by it; the evaluators tell
+# them the seen times of the spans they score. One definition for both.
+SEEN = "greatest(end_time, received_at)"
 _TS = pa.timestamp("us", tz="UTC")
 _GENAI_TYPES: dict[str, tuple[str, pa.DataType]] = {
     "str": ("VARCHAR", pa.string()), "int": ("BIGINT", pa.int64()),
