@@ -33,6 +33,12 @@ A kept bucket is dropped when anything that feeds it may have changed:
 An aggregate computed from a read that began before an invalidation is used for that
 round, but the buckets that invalidation reached are not kept (``generation``), so an
 insert that commits while a round reads can never leave a stale bucket behind.
+
+Once the buckets are kept, a round's comparisons all read the same few seconds (the
+newest bucket and the edges), so the first of them reads them for every comparison the
+cache knows, in one query, and ``stash`` holds the others' rows until they ask
+(``windows.compare``): every read of ``spans`` pays for the hot rows' dedup and for the
+sealed row groups those seconds touch, and fifteen reads paid it fifteen times.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -115,6 +122,12 @@ class BucketCache:
         # (generation, first bucket it reached) of the latest invalidations
         self._events: deque[tuple[int, int]] = deque(maxlen=_EVENTS)
         self.filled = self.reused = 0  # buckets computed and kept / found kept (for bench)
+        self.reads = 0  # queries that read spans for kept comparisons (for tests, bench)
+        # Rows read for a comparison by another's batched read this round, by key: (the
+        # read's signature, its generation, the rows). Only the detector thread uses it.
+        self.stash: dict[Key, tuple[object, int, list[dict[str, Any]]]] = {}
+        # Each comparison's answer this round, for a second detector that asks the same.
+        self.compared: dict[Key, tuple[object, dict[str, Any]]] = {}
         # How long after its arrival a stored span can be seen (its end, by the sender's
         # clock, after our receipt): a read of seen times from t needs only the spans that
         # arrived from t - lead, and DuckDB skips the row groups that arrived before.
@@ -132,12 +145,19 @@ class BucketCache:
     def generation(self) -> int:
         return self._generation
 
-    def get(self, key: Key, buckets: range) -> dict[int, dict[str, Partial]]:
+    def get(self, key: Key, buckets: range, count: bool = True
+            ) -> dict[int, dict[str, Partial]]:
         with self._lock:
             kept = self._kept.get(key, {})
             found = {b: kept[b] for b in buckets if b in kept}
-            self.reused += len(found)
+            if count:
+                self.reused += len(found)
             return found
+
+    def comparisons(self) -> list[Key]:
+        """Every comparison that has kept buckets (or had, before an invalidation)."""
+        with self._lock:
+            return list(self._kept)
 
     def put(self, key: Key, generation: int, found: dict[int, dict[str, Partial]],
             keep_from: int) -> None:

@@ -39,6 +39,11 @@ def _detected(store: SpanStore, r: Replay) -> list[tuple[datetime, Finding]]:
     assert [(t, f.failure_type, f.service, f.signals, f.trace_ids) for t, f in kept] == \
         [(t, f.failure_type, f.service, f.signals, f.trace_ids) for t, f in whole]
     assert cache.reused > cache.filled > 0
+    # Once buckets are kept, a round's comparisons are read in one query (the first round
+    # reads each alone, so it holds at most one read per comparison).
+    rounds = (until - since) // timedelta(seconds=CFG.interval_s) + 1
+    assert len(cache.comparisons()) > 5
+    assert cache.reads <= len(cache.comparisons()) + 2 * rounds
     return kept
 
 

@@ -165,6 +165,37 @@ def test_a_late_span_a_late_score_and_retention_are_not_hidden_by_kept_buckets(
     assert runner.cache.get(duration, range(0, bucket_of(now))) == {}
 
 
+def test_a_round_reads_once_and_a_span_stored_after_that_read_still_counts(
+        store: SpanStore, replayed: Replay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once buckets are kept, a round's first comparison reads every comparison's rows
+    in one query and the others take theirs from it; a late span stored between that
+    read and a comparison that was read along changes the buckets it needs, so that one
+    reads again and sees the span."""
+    runner = DetectorRunner(store, CFG, lambda f: None)
+    cache = runner.cache
+    now = replayed.start + timedelta(seconds=850)
+    keys = _keys(store, now, monkeypatch)
+    for i in range(3):  # the first round reads each comparison alone, then one read
+        _round(store, cache, now + timedelta(seconds=10 * i), keys)
+    reads = cache.reads
+    _round(store, cache, now + timedelta(seconds=30), keys)
+    assert cache.reads == reads + 1
+    # The next round: the first comparison reads for all of them...
+    now += timedelta(seconds=40)
+    windows.compare(store, Windows.at(now, CFG, cache), *keys[0])
+    assert set(cache.stash) == set(keys[1:])
+    # ...then spans seen back in the baseline are stored (a replay).
+    middle = now - timedelta(seconds=900)
+    store.insert([_row(5 * 10 ** 6 + i, middle, middle, duration=9.0) for i in range(30)])
+    late = 0
+    for key in keys[1:]:
+        whole = windows.compare(store, Windows.at(now, CFG), *key)
+        _same(windows.compare(store, Windows.at(now, CFG, cache), *key), whole)
+        late += "late" in whole
+    assert late >= 3  # the model-call comparisons see the new service
+    assert cache.reads > reads + 2  # they read again instead of taking the stale rows
+
+
 def test_a_read_that_overlaps_an_invalidation_keeps_only_the_buckets_before_it() -> None:
     cache = BucketCache()
     key = ("v", "TRUE", "avg", "service_name")
