@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from appliance.settings import Settings
 from tests.airgap import _output_dir, netns  # noqa: F401  (netns: a fixture of both air-gap modules)
 
 EXTERNAL_BIND = "127.0.0.2"
+AIRGAP_FREE_GB = 10
 TRACEHOLD = [sys.executable, "-m", "appliance"]
 
 
@@ -208,6 +210,13 @@ def airgap_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.dockerd import dockerd
 
     out = tmp_path_factory.mktemp("bundle")
+    # The bundle is ~4.3 GB and each test that installs it writes as much again: a clear
+    # failure up front rather than a build or install that dies of a full disk.
+    free = shutil.disk_usage(out).free / 2**30
+    if free < AIRGAP_FREE_GB:
+        pytest.fail(f"the air-gap tests need about {AIRGAP_FREE_GB} GB free under {out.parent} "
+                    f"(a 4.3 GB bundle and its installs); {free:.1f} GB is free. Set TMPDIR "
+                    "or --basetemp to a roomier disk.", pytrace=False)
     frozen = os.environ.get("TRACEHOLD_TEST_FROZEN")
     with dockerd() as engine:
         argv = [*TRACEHOLD, "bundle", "build", "--out", str(out), "--signing-key",
