@@ -25,9 +25,11 @@ A kept bucket is dropped when anything that feeds it may have changed:
 * an insert whose spans are seen in or before it (``invalidate_from``: a replay, a
   sender's clock ahead of ours; live ingest stamps arrival, so it lands in the newest
   bucket, which is never kept before it has closed);
-* a built-in evaluation written for a span seen in or before it (the quality detectors
-  read those scores; ``appliance/evals/store.py`` says when), and every bucket when
-  scores past their retention are deleted;
+* a built-in evaluation written for a span seen in or before it, and every bucket when
+  scores past their retention are deleted: only the buckets of the comparisons that read
+  those scores (the quality detectors'; ``appliance/evals/store.py`` says when). The
+  evaluators score calls seen minutes ago; invalidating every comparison from there
+  made all of them re-read those minutes each round, one by one;
 * a retention pass (``clear``).
 
 An aggregate computed from a read that began before an invalidation is used for that
@@ -51,6 +53,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
+from appliance.evals.store import READS_SCORES
 
 BUCKET_S = 10
 SAMPLE = 1000
@@ -119,8 +123,8 @@ class BucketCache:
         self._lock = threading.Lock()
         self._kept: dict[Key, dict[int, dict[str, Partial]]] = {}
         self._generation = 0
-        # (generation, first bucket it reached) of the latest invalidations
-        self._events: deque[tuple[int, int]] = deque(maxlen=_EVENTS)
+        # (generation, first bucket it reached, scores only) of the latest invalidations
+        self._events: deque[tuple[int, int, bool]] = deque(maxlen=_EVENTS)
         self.filled = self.reused = 0  # buckets computed and kept / found kept (for bench)
         self.reads = 0  # queries that read spans for kept comparisons (for tests, bench)
         # Rows read for a comparison by another's batched read this round, by key: (the
@@ -168,25 +172,35 @@ class BucketCache:
             if generation != self._generation:
                 if not self._events or self._events[0][0] > generation + 1:
                     return  # more invalidations than remembered: keep nothing
-                reached = min(first for g, first in self._events if g > generation)
-                found = {b: p for b, p in found.items() if b < reached}
+                reached = min((first for g, first, scores in self._events
+                               if g > generation and (not scores or reads_scores(key))),
+                              default=None)
+                if reached is not None:
+                    found = {b: p for b, p in found.items() if b < reached}
             kept = self._kept.setdefault(key, {})
             kept.update(found)
             self.filled += len(found)
             for b in [b for b in kept if b < keep_from]:
                 del kept[b]
 
-    def invalidate_from(self, seen: datetime) -> None:
-        """Forget every bucket that ends after ``seen``."""
-        self._invalidate(bucket_of(seen))
+    def invalidate_from(self, seen: datetime, scores_only: bool = False) -> None:
+        """Forget every bucket that ends after ``seen`` (``scores_only``: of the
+        comparisons that read built-in scores)."""
+        self._invalidate(bucket_of(seen), scores_only)
 
-    def clear(self) -> None:
-        self._invalidate(-1)
+    def clear(self, scores_only: bool = False) -> None:
+        self._invalidate(-1, scores_only)
 
-    def _invalidate(self, first: int) -> None:
+    def _invalidate(self, first: int, scores_only: bool) -> None:
         with self._lock:
             self._generation += 1
-            self._events.append((self._generation, first))
-            for kept in self._kept.values():
-                for b in [b for b in kept if b >= first]:
-                    del kept[b]
+            self._events.append((self._generation, first, scores_only))
+            for key, kept in self._kept.items():
+                if not scores_only or reads_scores(key):
+                    for b in [b for b in kept if b >= first]:
+                        del kept[b]
+
+
+def reads_scores(key: Key) -> bool:
+    """Whether a comparison reads the built-in scores (``evals.store.builtin_score``)."""
+    return any(READS_SCORES in part for part in key)

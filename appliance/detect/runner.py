@@ -102,9 +102,9 @@ class DetectorRunner:
     def _scored(self, seen: datetime | None) -> None:
         """Built-in scores were written for spans seen from ``seen`` (None: unknown)."""
         if seen is None:
-            self.cache.clear()
+            self.cache.clear(scores_only=True)
         else:
-            self.cache.invalidate_from(seen)
+            self.cache.invalidate_from(seen, scores_only=True)
 
     def quiet(self, now: datetime) -> bool:
         """No stored span is seen in the recent window ending ``now``: nothing to judge."""

@@ -59,12 +59,17 @@ def ensure(db: Database) -> None:
         _ready.add(db)
 
 
+# What every ``builtin_score`` expression holds: how a reader (the detectors' bucket
+# cache) tells the SQL that reads these scores from the SQL that does not.
+READS_SCORES = "FROM evaluations e "
+
+
 def builtin_score(name: str, table: str = "spans") -> str:
     """SQL for the built-in score ``name`` of the current row of ``table`` (NULL when
     none). ``name`` is one of our fixed evaluator names, never input."""
     if not name.replace("_", "").isalnum():
         raise ValueError(f"not an evaluator name: {name!r}")
-    return (f"(SELECT e.score FROM evaluations e WHERE e.trace_id = {table}.trace_id "
+    return (f"(SELECT e.score {READS_SCORES}WHERE e.trace_id = {table}.trace_id "
             f"AND e.span_id = {table}.span_id AND e.name = '{name}')")
 
 

@@ -26,6 +26,7 @@ from appliance.detect.buckets import (
     Partial,
     bucket_of,
     merge,
+    reads_scores,
     sampled,
 )
 from appliance.detect.runner import DetectorRunner
@@ -147,9 +148,17 @@ def test_a_late_span_a_late_score_and_retention_are_not_hidden_by_kept_buckets(
     grounded = next(k for k in keys if "groundedness" in k[0])
     _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *grounded),
           windows.compare(store, Windows.at(now, CFG), *grounded))
+    _round(store, runner.cache, now, keys)  # every comparison's buckets kept again
+    after_middle = range(bucket_of(middle) + 1, bucket_of(now) - 10)
+    kept_before = {k: len(runner.cache.get(k, after_middle)) for k in keys}
     EvalStore(store.db).put([Evaluation(f"{10 ** 6 + i + 1:032x}", f"{10 ** 6 + i + 1:016x}",
                                         "groundedness", 0.01, "t", seen=middle)
                              for i in range(40)])
+    # Only the comparisons that read built-in scores lose their buckets from there on.
+    for k in keys:
+        left = len(runner.cache.get(k, after_middle))
+        assert left == (0 if reads_scores(k) else kept_before[k]) and kept_before[k], k
+    assert 0 < sum(map(reads_scores, keys)) < len(keys)
     scored = windows.compare(store, Windows.at(now, CFG), *grounded)
     assert scored["late"].n_baseline == 40
     _same(windows.compare(store, Windows.at(now, CFG, runner.cache), *grounded), scored)
@@ -205,6 +214,17 @@ def test_a_read_that_overlaps_an_invalidation_keeps_only_the_buckets_before_it()
     cache.invalidate_from(t + timedelta(seconds=3 * BUCKET_S))  # an insert commits meanwhile
     cache.put(key, generation, {b + i: {"s": Partial(1, float(i))} for i in range(6)}, 0)
     assert sorted(cache.get(key, range(b, b + 6))) == [b, b + 1, b + 2]
+    # Scores written meanwhile reach only the comparisons that read them.
+    scored = ("coalesce(eval_scores['x'], (SELECT e.score FROM evaluations e WHERE false))",
+              "TRUE", "avg", "service_name")
+    assert reads_scores(scored) and not reads_scores(key)
+    generation = cache.generation
+    cache.invalidate_from(t, scores_only=True)
+    found = {b + i: {"s": Partial(1, float(i))} for i in range(6)}
+    cache.put(key, generation, found, 0)
+    cache.put(scored, generation, found, 0)
+    assert len(cache.get(key, range(b, b + 6))) == 6
+    assert cache.get(scored, range(b, b + 6)) == {}
     # A read that overlapped more invalidations than are remembered keeps nothing.
     generation = cache.generation
     for _ in range(5000):
