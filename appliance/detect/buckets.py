@@ -172,9 +172,9 @@ class BucketCache:
             if generation != self._generation:
                 if not self._events or self._events[0][0] > generation + 1:
                     return  # more invalidations than remembered: keep nothing
+                scored = reads_scores(key)
                 reached = min((first for g, first, scores in self._events
-                               if g > generation and (not scores or reads_scores(key))),
-                              default=None)
+                               if g > generation and (scored or not scores)), default=None)
                 if reached is not None:
                     found = {b: p for b, p in found.items() if b < reached}
             kept = self._kept.setdefault(key, {})

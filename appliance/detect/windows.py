@@ -197,9 +197,9 @@ def _from_buckets(store: SpanStore, w: Windows, key: Key,
     agg = key[2]
     generation = cache.generation
     plan, kept = _plan(w, key, cache)
-    signature = (w.now, w.recent_start, w.baseline_start, plan)
+    window = (w.now, w.recent_start, w.baseline_start)
     stashed = cache.stash.pop(key, None)
-    if stashed is not None and stashed[0] == signature:
+    if stashed is not None and stashed[0] == (window, plan):
         generation, rows = stashed[1], stashed[2]
     else:
         # Every other comparison the cache knows that reads the same seconds this round
@@ -207,15 +207,16 @@ def _from_buckets(store: SpanStore, w: Windows, key: Key,
         batch = {key: plan}
         if plan.runs and plan.to_read <= _BATCH_BUCKETS:
             for other in cache.comparisons():
+                if other == key:
+                    continue
                 p = _plan(w, other, cache, count=False)[0]
-                if other != key and p.gaps == plan.gaps and p.to_read <= _BATCH_BUCKETS:
+                if p.gaps == plan.gaps and p.to_read <= _BATCH_BUCKETS:
                     batch[other] = p
         found = _read(store, w, list(batch), plan.gaps, cache.lead)
         cache.reads += 1
         for other, p in batch.items():
             if other != key:
-                cache.stash[other] = ((w.now, w.recent_start, w.baseline_start, p),
-                                      generation, found[other])
+                cache.stash[other] = ((window, p), generation, found[other])
         rows = found[key]
     read: dict[int, dict[str, Partial]] = {b: {} for b in plan.whole if b not in kept}
     edges: dict[bool, list[tuple[str, Partial]]] = {True: [], False: []}
