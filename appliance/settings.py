@@ -80,6 +80,8 @@ class Ports(BaseModel):
     collector_metrics: int = Field(18889, description="loopback: collector Prometheus exporter")
     collector_health: int = Field(13133, description="loopback: collector health check")
     collector_telemetry: int = Field(18888, description="loopback: collector's own metrics")
+    collector_pprof: int = Field(
+        11777, description="loopback: collector Go profiles (only with collector_pprof on)")
     prometheus: int = Field(19090, description="loopback: Prometheus")
     victoriametrics: int = Field(18428, description="loopback: VictoriaMetrics")
     daemon: int = Field(18700, description="loopback: Tracehold daemon API and /v1/traces")
@@ -310,6 +312,10 @@ class Settings(BaseSettings):
     queue_fsync: bool = Field(
         False, description="fsync the on-disk queue on every write (survives power loss, slower)"
     )
+    collector_pprof: bool = Field(
+        False, description="Serve the collector's Go CPU and heap profiles (pprof) on loopback "
+                           "port ports.collector_pprof, to see where its CPU or memory goes "
+                           "(`go tool pprof http://127.0.0.1:11777/debug/pprof/heap`)")
     collector_max_request_mib: int = Field(
         16, ge=1, description="Largest OTLP request the collector accepts (413 above)"
     )
