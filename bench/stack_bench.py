@@ -282,8 +282,11 @@ def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: in
         with httpx.Client(base_url=f"http://127.0.0.1:{stack.settings.ports.daemon}",
                           timeout=600, trust_env=False) as c:
             already = c.get("/api/v1/count").json()["spans"]
+            # What the daemon was sent, retries included: a batch the collector sent
+            # again (its request timed out or failed) is written again, and costs again.
+            counters = c.get("/api/v1/stats").json()["ingest"]
         return {"spans": total_spans, "spans_per_request": per_request, "senders": senders,
-                "spans_already_stored_after": already,
+                "spans_already_stored_after": already, "daemon_ingest": counters,
                 "load_avg_1m_after": round(os.getloadavg()[0], 2),
                 "bytes_per_span": round(span_bytes), "through_envoy": envoy,
                 **({"straight_to_collector": direct,
