@@ -18,6 +18,7 @@ RUNS = [
     ["evals_bench.py"],  # about 3 minutes: the 50 calls/s rounds are paced by the CPU budget
     ["rca_worker_bench.py"],  # a few minutes: the model answers on a busy host
     ["idle_bench.py"],  # about 8 minutes: 3 x 60 s at rest, 3 x 60 s with a browser
+    ["backpressure_bench.py"],  # about 6 minutes: the daemon stopped under 10k spans/s
 ]
 
 if __name__ == "__main__":
