@@ -256,10 +256,12 @@ def requests_service(requests: list[bytes]) -> str:
 
 
 def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: int = 4,
-                 store: Path | None = None, out: str = "ingest", rate: float | None = None
-                 ) -> None:
+                 store: Path | None = None, out: str = "ingest", rate: float | None = None,
+                 repeat: int = 1) -> None:
     """Sustained ingest of ~3 KB GenAI spans, through Envoy and straight to the collector
-    (into a copy of ``store`` when given)."""
+    (into a copy of ``store`` when given). With ``repeat``, that many runs, each on a fresh
+    stack and store copy, and their medians: on this shared machine one run of the same
+    code can differ from the next by a quarter."""
 
     def build(service: str) -> list[bytes]:
         return [export_request(service, per_request, big=True).SerializeToString()
@@ -296,7 +298,25 @@ def bench_ingest(total_spans: int = 120_000, per_request: int = 500, senders: in
                 "goal_spans_per_s": 10_000,
                 "note": "load generator runs on the same 2 cores as the stack"}
 
-    _write(out, with_stack(run, store))
+    if repeat <= 1:
+        _write(out, with_stack(run, store))
+        return
+    runs = [with_stack(run, store) for _ in range(repeat)]
+    envoy = [r["through_envoy"] for r in runs]
+    series = {
+        "stored_spans_per_s_while_offered": [e["stored_spans_per_s_while_offered"]
+                                             for e in envoy],
+        "stored_spans_per_s": [e["stored_spans_per_s"] for e in envoy],
+        "queue_peak_spans": [e.get("queue_peak_spans") for e in envoy],
+        "daemon_us_per_span": [e["cpu"]["us_per_span"]["daemon"] for e in envoy],
+        "collector_us_per_span": [e["cpu"]["us_per_span"]["collector"] for e in envoy],
+        "stack_us_per_span": [e["cpu"]["stack_us_per_span"] for e in envoy],
+        "lost": [e["lost"] for e in envoy],
+    }
+    _write(out, {"repeat": repeat, "spans_per_run": total_spans, "rate": rate,
+                 "median": {k: statistics.median(v) for k, v in series.items()
+                            if None not in v},
+                 "each_run": series, "runs": runs})
 
 
 def bench_memory(idle_s: int = 30) -> None:
@@ -332,6 +352,8 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="ingest", help="ingest: result name")
     parser.add_argument("--rate", type=float, help="ingest: offer this many spans/s through "
                                                    "Envoy only (sustained), paced")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="ingest: this many runs, each on a fresh stack, and their medians")
     args = parser.parse_args()
     unknown = set(args.benches) - set(BENCHES)
     if unknown:
@@ -339,6 +361,7 @@ if __name__ == "__main__":
     for name in args.benches or list(BENCHES):
         print(f"== {name}", file=sys.stderr)
         if name == "ingest":
-            bench_ingest(args.spans, store=args.store, out=args.out, rate=args.rate)
+            bench_ingest(args.spans, store=args.store, out=args.out, rate=args.rate,
+                         repeat=args.repeat)
         else:
             BENCHES[name]()

@@ -33,11 +33,13 @@ def test_the_collector_serves_profiles_on_loopback_when_asked(tmp_path: Path) ->
     config.write_text(render.collector_config(s))
     assert f"endpoint: 127.0.0.1:{s.ports.collector_pprof}" in config.read_text()
     base = f"http://127.0.0.1:{s.ports.collector_pprof}/debug/pprof"
-    with subprocess.Popen([str(s.bin_dir / COLLECTOR_BINARY), f"--config=file:{config}"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
+    log = tmp_path / "collector.log"  # a file, not a pipe: nobody drains a pipe meanwhile
+    with log.open("wb") as err, subprocess.Popen(
+            [str(s.bin_dir / COLLECTOR_BINARY), f"--config=file:{config}"],
+            stdout=subprocess.DEVNULL, stderr=err) as proc:
         try:
             def serving() -> bool:
-                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert proc.poll() is None, log.read_text(errors="replace")
                 try:
                     return httpx.get(f"{base}/", timeout=2, trust_env=False).status_code == 200
                 except httpx.TransportError:
