@@ -31,7 +31,7 @@ from appliance.detect.buckets import (
 )
 from appliance.detect.runner import DetectorRunner
 from appliance.detect.windows import Comparison, Windows
-from appliance.evals.store import EvalStore, Evaluation
+from appliance.evals.store import EvalStore, Evaluation, builtin_score
 from appliance.ingest.conventions import FIELDS
 from appliance.ingest.rows import SpanRow
 from appliance.settings import DetectConfig
@@ -215,8 +215,8 @@ def test_a_read_that_overlaps_an_invalidation_keeps_only_the_buckets_before_it()
     cache.put(key, generation, {b + i: {"s": Partial(1, float(i))} for i in range(6)}, 0)
     assert sorted(cache.get(key, range(b, b + 6))) == [b, b + 1, b + 2]
     # Scores written meanwhile reach only the comparisons that read them.
-    scored = ("coalesce(eval_scores['x'], (SELECT e.score FROM evaluations e WHERE false))",
-              "TRUE", "avg", "service_name")
+    scored = (f"coalesce(eval_scores['x'], {builtin_score('x')})", "TRUE", "avg",
+              "service_name")
     assert reads_scores(scored) and not reads_scores(key)
     generation = cache.generation
     cache.invalidate_from(t, scores_only=True)
