@@ -4,7 +4,8 @@ store once and hands them to the API app and the background work.
 Started by the stack manager as ``python -m appliance.daemon --data-dir DIR``; it
 resolves the settings the manager wrote for that folder, so its port and limits are
 the stack's. Background work: the detector runner (findings become cases), the audit
-head signer and retention, each stopped with the process.
+head signer, retention, the span seal timer and the text indexer, each stopped with the
+process.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from appliance.rca.embed import Embedder
 from appliance.records import Records, sign_heads_loop
 from appliance.settings import Settings, resolve
 from appliance.store.spans import SpanStore
+from appliance.store.textindex import Indexer
 from appliance.times import parse_time
 
 log = logging.getLogger("tracehold.daemon")
@@ -39,6 +41,8 @@ RETENTION_EVERY_S = 3600
 # The span store seals its hot table when it reaches SEAL_ROWS rows (on an insert); this
 # timer seals what a quiet store holds, so no row stays hot (read-time dedup) for long.
 SEAL_EVERY_S = 300
+# The text indexer looks for newly sealed blocks this often once it has caught up.
+TEXT_INDEX_EVERY_S = 30
 
 
 def _retention_loop(store: SpanStore, days: int, stop: threading.Event) -> None:
@@ -63,6 +67,21 @@ def _seal_loop(store: SpanStore, stop: threading.Event) -> None:
             store.seal_if_idle(SEAL_EVERY_S)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("span store seal failed")
+
+
+def _text_index_loop(store: SpanStore, cpu_share: float, stop: threading.Event) -> None:
+    """Block filters for what the seals added, within ``cpu_share`` of a core; looks for
+    new blocks every TEXT_INDEX_EVERY_S when caught up."""
+    indexer = Indexer(store.db, cpu_share)
+    rest = 0.0
+    while not stop.wait(rest):
+        try:
+            indexed, rest = indexer.step()
+            if not indexed:
+                rest = TEXT_INDEX_EVERY_S
+        except Exception:  # keep the loop alive; the next round retries
+            log.exception("text index build failed")
+            rest = TEXT_INDEX_EVERY_S
 
 
 def _open_case_windows(records: Records) -> list[tuple[str, datetime, datetime]]:
@@ -99,6 +118,8 @@ def start_background(records: Records, stop: threading.Event) -> DetectorRunner 
     _thread("audit-head-signer", sign_heads_loop, records, stop)
     _thread("retention", _retention_loop, records.store, s.span_retention_days, stop)
     _thread("span-seal", _seal_loop, records.store, stop)
+    if s.text_index_cpu > 0:
+        _thread("text-index", _text_index_loop, records.store, s.text_index_cpu, stop)
     if s.rca_enabled:  # RCA runs on its own thread, never on the API's or ingest's time
         records.rca.start()
         _thread("rca-stop", _when_stopped, stop, records.rca.stop)

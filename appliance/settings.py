@@ -272,6 +272,13 @@ class Settings(BaseSettings):
         description="Memory the daemon's DuckDB may use (cache, unsealed spans, sorts; "
                     "beyond it, it spills to disk), e.g. 2GB",
     )
+    text_index_cpu: float = Field(
+        0.1, ge=0, le=1,
+        description="Share of one core the daemon's text indexer may use on average to "
+                    "build block filters for sealed spans, which let a text search skip "
+                    "spans that cannot match; 0 turns it off (the search then reads all "
+                    "the range's text)",
+    )
     spanmetrics_flush_interval: str = Field(
         "2s", description="How often the collector flushes derived metrics"
     )

@@ -77,6 +77,12 @@ def _components(s: Settings) -> None:
                                for k, v in data["endpoints"].items()]), hide_index=True)
 
 
+def _behind(spans: int | None) -> str:
+    if spans is None:
+        return "—"
+    return f"{spans:,} sealed spans not indexed yet" if spans else "caught up"
+
+
 def _storage() -> None:
     data = shared.daemon().storage()
     if data is None:
@@ -89,7 +95,8 @@ def _storage() -> None:
     per_span = data.get("bytes_per_span")
     st.caption(f"Last ingest: {data['last_ingest'] or 'never'} · oldest span: "
                f"{data['oldest_start'] or '—'} · span store on disk: "
-               f"{f'{per_span:,.0f} bytes per span' if per_span else '—'}")
+               f"{f'{per_span:,.0f} bytes per span' if per_span else '—'} · text index: "
+               f"{_behind(data.get('text_index_behind'))}")
     disk: dict[str, Any] = data["disk_bytes"]
     labels = {"span_store": "Span store (DuckDB file + WAL)", "prometheus": "Prometheus TSDB",
               "victoriametrics": "VictoriaMetrics data", "collector_queue":

@@ -40,13 +40,15 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
+import pyarrow as pa
 
 from appliance.errors import StoreError, StoreUnavailable
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
 _TRANSIENT = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.FatalException,
               duckdb.InterruptException)
 
@@ -195,6 +197,18 @@ class Database:
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A read-only query on this thread's cursor: every value goes in ``params``, never
         into ``sql``. Rows as dicts, DuckDB errors as StoreError."""
+        return self._on_cursor(lambda cursor: rows(cursor, sql, params))
+
+    def read_arrow(self, sql: str, params: Sequence[Any] = ()) -> pa.Table:
+        """``read``, the result as an Arrow table (for bulk columns: no per-row objects).
+        A missing table raises duckdb.CatalogException itself, for callers that name a
+        partition table a retention pass may have dropped."""
+        return self._on_cursor(
+            lambda cursor: cursor.sql(sql, params=list(params)).to_arrow_table(),
+            passing=(duckdb.CatalogException,))
+
+    def _on_cursor(self, run: Callable[[duckdb.DuckDBPyConnection], T],
+                   passing: tuple[type[duckdb.Error], ...] = ()) -> T:
         local = self._local
         cursor = getattr(local, "cursor", None)
         try:
@@ -203,7 +217,9 @@ class Database:
                     cursor = self._writer().cursor()
                     self._cursors.add(cursor)
                 local.cursor = cursor
-            return rows(cursor, sql, params)
+            return run(cursor)
+        except passing:
+            raise
         except duckdb.Error as exc:
             with self._lock:  # unless another thread already dropped the connections
                 error = self._failed(exc) if local is self._local else store_error(exc)

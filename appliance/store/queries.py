@@ -13,17 +13,23 @@ summary row inside the range and no hot spans there is a top-N over single rows
 (no grouping); traces with several rows or hot spans are grouped from their rows;
 a trace whose row crosses an edge of the range is computed from its spans, in the
 narrow time window it occupies. With a text filter the spans' text is scanned,
-newest slices first, stopping once the page is full (a text that matches nothing
-still reads all the range's text).
+newest slices first, stopping once the page is full; past the first slice, sealed
+blocks whose text-index filter rules the text out are skipped (``textindex``), so a
+text that matches nothing reads only the blocks it might be in and the rows not
+indexed yet.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import duckdb
+
 from appliance.errors import InvalidRequest
+from appliance.store import textindex
 from appliance.store.partitions import (
     HOT,
     SUMMARY,
@@ -31,6 +37,7 @@ from appliance.store.partitions import (
     TRACE_BOUNDS,
     TRACES,
     hot_ids,
+    hour_time,
 )
 from appliance.store.spans import SpanStore
 
@@ -268,11 +275,12 @@ def _numbered(sql: str, first: int) -> str:
                    for i, p in enumerate(parts))
 
 
-# The text search's first slice of the range (newest), 4x longer for each next slice:
-# short, so a common word stops after a few thousand candidate traces (a 5-minute slice
-# of the 3.5M-span fill: ~60k, 3.1 s); x4, so a text that matches nothing costs 8
-# slices over 7 days, not 16.
+# The text search's first slice of the range (newest; narrower where traces are dense,
+# ``_first_slice``), 4x longer for each next slice: short, so a common word stops after
+# a few thousand candidate traces (a 5-minute slice of the 3.5M-span fill: ~60k, 3.1 s);
+# x4, so a text that matches nothing costs 8 slices over 7 days, not 16.
 _FIRST_SLICE = timedelta(seconds=10)
+_FIRST_SLICE_TRACES = 2000
 _SLICE_GROWTH = 4
 
 
@@ -289,24 +297,127 @@ def _search_text(store: SpanStore, f: TraceFilter) -> list[str]:
     start = max(start, oldest)  # no slices before the oldest span
     found: dict[str, datetime] = {}
     seen: set[str] = set()
-    hi, width = end, _FIRST_SLICE
+    text = f.text or ""
+    rows_of: dict[str, str] | None = None  # the text index's answer, once past one slice
+    hi, width = end, _first_slice(store, end)
     while hi > start:
         lo = max(start, hi - width)
-        new = [r["trace_id"] for r in store.read(
-            "SELECT DISTINCT trace_id FROM spans WHERE start_time >= ? AND start_time < ? "
-            "AND (contains(lower(input_messages), lower(?)) "
-            "OR contains(lower(output_messages), lower(?)))",
-            [lo, hi, f.text, f.text]) if r["trace_id"] not in seen]
+        if rows_of is None and hi < end:
+            lowered = str(store.read("SELECT lower(?) AS t", [text])[0]["t"]).encode()
+            rows_of = textindex.candidate_rows(store.db, [p for p, _, _ in _partitions(
+                store, start, end)], lowered)
+        new = [t for t in _with_text(store, lo, hi, text, rows_of or {}) if t not in seen]
         seen.update(new)
-        bounds = _bounds(store, new) if new else None
-        if bounds is not None:  # their spans, in the range, lie within these bounds
-            window = max(start, bounds[0]), min(end, bounds[1] + timedelta(microseconds=1))
-            for first, tid in _traces_from_spans(store, f, *window, new):
-                found[tid] = first
+        for first, tid in _newest_matching(store, f, new):
+            found[tid] = first
         if sum(1 for t in found.values() if t >= lo) >= f.limit:
             break
         hi, width = lo, width * _SLICE_GROWTH
     return _newest([(t, tid) for tid, t in found.items()], f.limit)
+
+
+def _first_slice(store: SpanStore, end: datetime) -> timedelta:
+    """``_FIRST_SLICE``, narrowed where the newest traces are dense to hold about
+    ``_FIRST_SLICE_TRACES`` (10M fill: ~12,000 traces in 10 s, whose exact rows a common
+    word then computed). Any width gives the same answer; a narrow one costs a slice."""
+    n = store.read(f"SELECT (SELECT count(*) FROM {TRACES} WHERE first >= $1 AND "
+                   f"first < $2) + (SELECT count(*) FROM {HOT} WHERE start_time >= $1 AND "
+                   "start_time < $2) AS n", [end - _FIRST_SLICE, end])[0]["n"]
+    return max(timedelta(milliseconds=1),
+               _FIRST_SLICE * min(1.0, _FIRST_SLICE_TRACES / max(1, int(n))))
+
+
+def _matching(store: SpanStore, f: TraceFilter, ids: list[str]) -> list[tuple[datetime, str]]:
+    """(first start in the range, id) of the traces of ``ids`` that match ``f``, from
+    their spans, read only within the start times their spans have (``_bounds``)."""
+    bounds = _bounds(store, ids) if ids else None
+    if bounds is None:
+        return []
+    window = (max(f.range.start, bounds[0]),
+              min(f.range.end, bounds[1] + timedelta(microseconds=1)))
+    return _traces_from_spans(store, f, *window, ids)
+
+
+# Below this many traces found in a slice, all are computed exactly; above, the newest
+# first (a common word: one 10 s slice of the 10M fill holds ~12,000 traces, and
+# computing them all was ~60 % of the search).
+_EXACT_ALL = 256
+_EXACT_CHUNK = 64
+
+
+def _newest_matching(store: SpanStore, f: TraceFilter,
+                     ids: list[str]) -> list[tuple[datetime, str]]:
+    """``_matching``, or for many ids, enough of them to hold the ``limit`` newest
+    matching ones. A trace's first start over all its spans (summary rows and hot rows)
+    is its first start in the range when it is inside the range, and every id has a
+    span in the range; so the traces are computed newest first, in chunks (ties whole),
+    until ``limit`` match and the next is older than all of them. Traces that began
+    before the range are always computed."""
+    if len(ids) <= max(_EXACT_ALL, 4 * f.limit):
+        return _matching(store, f, ids)
+    firsts = _first_starts(store, ids)
+    edge = [t for t in ids if firsts.get(t) is None or firsts[t] < f.range.start]
+    out = _matching(store, f, edge)
+    inner = sorted((t for t in ids if t in firsts and firsts[t] >= f.range.start),
+                   key=lambda t: t)
+    inner.sort(key=lambda t: firsts[t], reverse=True)
+    verified: list[datetime] = []
+    i = 0
+    while i < len(inner):
+        j = min(len(inner), i + max(_EXACT_CHUNK, f.limit))
+        while j < len(inner) and firsts[inner[j]] == firsts[inner[j - 1]]:
+            j += 1
+        got = _matching(store, f, inner[i:j])
+        out += got
+        verified += [first for first, _ in got]
+        i = j
+        if len(verified) >= f.limit and (i == len(inner) or firsts[inner[i]] < sorted(
+                verified, reverse=True)[f.limit - 1]):
+            break
+    return out
+
+
+def _first_starts(store: SpanStore, ids: list[str]) -> dict[str, datetime]:
+    """Each trace's first span start over all its stored spans (summary rows, hot rows)."""
+    return {r["trace_id"]: r["first"] for r in store.read(
+        f"SELECT trace_id, min(first) AS first FROM (SELECT trace_id, first FROM {TRACES} "
+        f"WHERE tid IN (SELECT {TID.format(x='x')} FROM unnest($1::VARCHAR[]) t(x)) "
+        f"AND trace_id IN (SELECT unnest($1::VARCHAR[])) UNION ALL SELECT trace_id, "
+        f"start_time FROM {HOT} WHERE trace_id IN (SELECT unnest($1::VARCHAR[]))) "
+        "WHERE first IS NOT NULL GROUP BY trace_id", [ids])}
+
+
+_HAS_TEXT = ("(contains(lower(input_messages), lower($3)) "
+             "OR contains(lower(output_messages), lower($3)))")
+
+
+def _partitions(store: SpanStore, start: datetime,
+                end: datetime) -> list[tuple[str, datetime, datetime]]:
+    """The sealed partitions whose hours overlap [start, end): (name, first, end)."""
+    found = [(r["name"], hour_time(r["first_hour"]), hour_time(r["end_hour"]))
+             for r in store.read("SELECT name, first_hour, end_hour FROM span_partitions")]
+    return [p for p in found if p[1] < end and p[2] > start]
+
+
+def _with_text(store: SpanStore, lo: datetime, hi: datetime, text: str,
+               rows_of: dict[str, str]) -> list[str]:
+    """The ids of the traces with a span started in [lo, hi) whose messages hold
+    ``text``. ``rows_of``: row id conditions from the text index (``textindex``) for
+    some partitions; the others, and the hot rows, are read whole. The hot rows are read
+    with their copies (the view's dedup left out): a copy has its span's trace id."""
+    plain = ("SELECT DISTINCT trace_id FROM spans WHERE start_time >= $1 AND "
+             f"start_time < $2 AND {_HAS_TEXT}")
+    if rows_of:
+        where = f"start_time >= $1 AND start_time < $2 AND {_HAS_TEXT}"
+        sources = [f"SELECT trace_id FROM {name} WHERE {rows_of.get(name, 'true')} AND "
+                   f"{where}" for name, _, _ in _partitions(store, lo, hi)]
+        sql = ("SELECT DISTINCT trace_id FROM (" + " UNION ALL ".join(
+            [*sources, f"SELECT trace_id FROM {HOT} WHERE {where}"]) + ")")
+        with contextlib.suppress(duckdb.CatalogException):  # a partition just dropped
+            ids: list[str] = store.db.read_arrow(sql, [lo, hi, text]).column(
+                "trace_id").to_pylist()
+            return ids
+    return [r["trace_id"] for r in store.read(plain, [lo, hi, text])]
 
 
 _DETAIL = ("trace_id, parent_span_id, name, service_name, start_time, end_time, status_code, "

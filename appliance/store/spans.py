@@ -53,7 +53,7 @@ import pyarrow as pa
 from appliance.errors import StoreError
 from appliance.ingest import conventions
 from appliance.ingest.rows import SpanRow
-from appliance.store import partitions
+from appliance.store import partitions, textindex
 from appliance.store.database import Database, Step, migrate
 from appliance.store.partitions import HOT, Sealed
 
@@ -175,7 +175,7 @@ def _partition_v1(con: duckdb.DuckDBPyConnection) -> None:
 
 
 MIGRATIONS: list[list[Step]] = [_V1_SPANS, [_partition_v1],
-                                [partitions.add_trace_summaries]]
+                                [partitions.add_trace_summaries], [textindex.DDL]]
 
 
 class SpanStore:
@@ -279,6 +279,7 @@ class SpanStore:
             self._expire_before = before
             done = partitions.seal(con, _NAMES, _DDL, before)
             dropped = partitions.drop_expired(con, _NAMES, before)
+            textindex.forget_dropped(con)
             partitions.checkpoint("retention")
             self._hot = 0
         if done.expired or dropped:
@@ -351,12 +352,14 @@ class SpanStore:
 
     def stats(self) -> dict[str, Any]:
         """span_count, trace_count, db_bytes (database + WAL file), bytes_per_span,
-        oldest/newest start, partitions (sealed tables) and hot_rows (rows not sealed yet,
-        duplicates included)."""
+        oldest/newest start, partitions (sealed tables), hot_rows (rows not sealed yet,
+        duplicates included) and text_index_behind (sealed rows the text index does not
+        cover yet: the text search scans them)."""
         row = self.db.read("SELECT count(*) AS span_count, count(DISTINCT trace_id) AS "
                            "trace_count, min(start_time) AS oldest_start, max(start_time) AS "
                            "newest_start FROM spans")[0]
-        parts = self.db.read("SELECT count(*) AS n FROM span_partitions")[0]["n"]
+        parts = self.db.read("SELECT count(*) AS n, coalesce(sum(rows), 0) AS sealed "
+                             "FROM span_partitions")[0]
         db_bytes = self.db.file_bytes()
         spans = int(row["span_count"])
         return {"span_count": spans, "trace_count": row["trace_count"],
@@ -364,7 +367,8 @@ class SpanStore:
                 "bytes_per_span": round(db_bytes / spans, 1) if spans else None,
                 "oldest_start": _utc(row["oldest_start"]),
                 "newest_start": _utc(row["newest_start"]),
-                "partitions": int(parts), "hot_rows": self._hot}
+                "partitions": int(parts["n"]), "hot_rows": self._hot,
+                "text_index_behind": int(parts["sealed"]) - textindex.indexed_rows(self.db)}
 
     def close(self) -> None:
         """Close the database (every connection); later calls raise StoreError."""

@@ -286,6 +286,7 @@ def test_bytes_per_span_in_stats_and_the_storage_report(make_store: Any, tmp_pat
     report = storage_report(store, Settings(data_dir=tmp_path))
     assert report["bytes_per_span"] == pytest.approx(stats["bytes_per_span"], rel=0.05)
     assert report["partitions"] == stats["partitions"] >= 1
+    assert report["text_index_behind"] == stats["text_index_behind"] == len(ROWS)
 
 
 def test_timer_seal_waits_for_its_interval(make_store: Any) -> None:
@@ -351,7 +352,7 @@ def test_a_store_written_by_the_previous_version_is_migrated(tmp_path: Path,
         names = [r["name"] for r in store.read("SELECT name FROM span_partitions")]
         assert names and all(n.startswith("spans_p") for n in names)
         assert store.read("SELECT version FROM component_schema WHERE component = 'spans'"
-                          ) == [{"version": 3}]
+                          ) == [{"version": 4}]
         assert _summaries_consistent(store)
         store.insert(ROWS[:30])  # retries of migrated spans: still once
         store.seal()

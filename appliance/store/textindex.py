@@ -1,0 +1,222 @@
+"""Block filters for the text search: which blocks of a sealed partition a text can be in.
+
+The trace search's text filter matches text anywhere in a span's messages
+(``contains(lower(..), lower(text))``), so a text that matches nothing used to read all
+the message text in the range (10M spans: 5.3-5.6 s). This index lets it skip blocks:
+
+* A block is ``BLOCK_ROWS`` consecutive rows of a partition table, by row id. Partitions
+  are append-only (a seal appends, retention drops whole tables), so a block's rows never
+  change once it is full, and DuckDB prunes row groups on row id ranges.
+* A block's filter is a Bloom filter (one hash) of every ``N``-byte sequence of the
+  lowered input and output message text. A text of ``N`` bytes or more can only be in a
+  block whose filter has every one of its sequences set; a sequence that spans two values
+  only sets one more bit (a false positive, never a miss). Shorter texts scan as before.
+* The filter size adapts to the text: built at ``2**MAX_BITS`` bits and halved (OR of
+  bit pairs: the index is the hash's top bits) while it stays at most ``MAX_DENSITY``
+  full. Repetitive text gets small filters, varied prose large ones
+  (docs/store-design.md, "Rare text").
+* Filters are built after the seal, by the daemon's indexer on its own thread within a
+  CPU budget (``text_index_cpu``), not on the ingest path. Rows not indexed yet (the last
+  partial block, partitions the indexer has not reached, the hot table) are scanned as
+  before, so an answer never depends on how far the indexer got.
+* Each build commits the filters of whole blocks in one transaction, checking that the
+  partition still exists and those blocks are not indexed yet; retention deletes a
+  dropped partition's filters in its own transaction. After a kill -9 the index is as of
+  the last commit, and the indexer goes on from there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from appliance.store.database import Database
+
+TABLE = "span_text_blocks"
+# ``filter``: 2**bits bits, bit i the hash's top ``bits`` bits = i (BIT: DuckDB reads one
+# bit with get_bit, so a search tests its sequences without fetching filters).
+DDL = (f"CREATE TABLE IF NOT EXISTS {TABLE} (part VARCHAR NOT NULL, lo BIGINT NOT NULL, "
+       "hi BIGINT NOT NULL, bits UTINYINT NOT NULL, filter BIT NOT NULL)")
+BLOCK_ROWS = 2048
+N = 5
+MAX_BITS = 20  # 128 KB a block: ~26 % full for 2,048 spans of varied English prose
+MIN_BITS = 12
+MAX_DENSITY = 0.25
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_MASK = np.uint64((1 << (8 * N)) - 1)
+# A block whose filter keeps more than this share of a partition is not worth the row id
+# ranges: the partition is scanned whole.
+_MAX_KEPT = 0.5
+_MAX_RANGES = 256
+
+
+def forget_dropped(con: duckdb.DuckDBPyConnection) -> None:
+    """Delete the filters of partitions that no longer exist (in retention's transaction)."""
+    con.execute(f"DELETE FROM {TABLE} WHERE part NOT IN (SELECT name FROM span_partitions)")
+
+
+# ---------------------------------------------------------------------- building
+
+
+def _bytes(a: pa.Array) -> np.ndarray:
+    """The bytes of a string array's values, end to end (a view, no copy)."""
+    if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
+        a = a.cast(pa.large_string())  # e.g. a string view
+    buffers = a.buffers()
+    if a.null_count == len(a) or buffers[2] is None:
+        return np.zeros(0, dtype=np.uint8)
+    wide = pa.types.is_large_string(a.type)
+    offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)
+    offsets = offsets[a.offset:a.offset + len(a) + 1]
+    return np.frombuffer(buffers[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+
+
+def block_filter(chunks: Iterable[np.ndarray]) -> tuple[int, bytes]:
+    """(bits, filter) of the lowered text in ``chunks``: each ``N``-byte sequence hashed
+    (multiplicative) to its top ``MAX_BITS`` bits, then folded while it stays sparse."""
+    bits: np.ndarray = np.zeros(1 << MAX_BITS, dtype=bool)
+    shift = np.uint64(64 - MAX_BITS)
+    for b in chunks:
+        # The sequences at every offset k, k+8, ...: 8-byte words masked to N bytes.
+        for k in range(8):
+            m = (len(b) - k) // 8
+            if m > 0 and len(b) - k >= N:
+                words = b[k:k + 8 * m].view("<u8") & _MASK
+                bits[(words * _MUL) >> shift] = True
+            # the last sequences, which a whole 8-byte word would run past the end for
+            tail = b[k + 8 * max(m, 0):]
+            if len(tail) >= N:
+                bits[_hash(bytes(tail[:N])) >> (64 - MAX_BITS)] = True
+    n = MAX_BITS
+    while n > MIN_BITS:
+        folded = np.logical_or(bits[0::2], bits[1::2])
+        if folded.mean() > MAX_DENSITY:
+            break
+        bits, n = folded, n - 1
+    return n, np.packbits(bits, bitorder="big").tobytes()
+
+
+def _hash(gram: bytes) -> int:
+    return (int.from_bytes(gram.ljust(8, b"\0"), "little") * int(_MUL)) % (1 << 64)
+
+
+def text_grams(lowered: bytes) -> list[int]:
+    """The 64-bit hashes of every ``N``-byte sequence of a lowered text."""
+    return sorted({_hash(lowered[i:i + N]) for i in range(len(lowered) - N + 1)})
+
+
+def _pending(db: Database) -> list[tuple[str, int, int]]:
+    """(partition, first row not indexed, rows) of the partitions with a whole block left."""
+    found = db.read(
+        f"SELECT p.name, coalesce(max(t.hi), 0) AS done, p.rows FROM span_partitions p "
+        f"LEFT JOIN {TABLE} t ON t.part = p.name GROUP BY p.name, p.rows "
+        "ORDER BY max(p.first_hour) DESC")
+    return [(r["name"], int(r["done"]), int(r["rows"])) for r in found
+            if int(r["rows"]) - int(r["done"]) >= BLOCK_ROWS]
+
+
+def build(db: Database, part: str, lo: int, blocks: int) -> int:
+    """Index ``blocks`` whole blocks of ``part`` from row ``lo``; returns the rows indexed
+    (0 when the partition is gone or another build got there first)."""
+    hi = lo + blocks * BLOCK_ROWS
+    try:
+        table = db.read_arrow(
+            f"SELECT lower(input_messages) AS i, lower(output_messages) AS o FROM {part} "
+            f"WHERE rowid >= {int(lo)} AND rowid < {int(hi)} ORDER BY rowid")
+    except duckdb.CatalogException:
+        return 0  # dropped by retention since it was listed
+    if table.num_rows != hi - lo:
+        return 0  # not that many rows (yet): never index a partial block
+    i, o = table.column("i").combine_chunks(), table.column("o").combine_chunks()
+    rows = []
+    for start in range(0, hi - lo, BLOCK_ROWS):
+        n, f = block_filter([_bytes(i.slice(start, BLOCK_ROWS)),
+                             _bytes(o.slice(start, BLOCK_ROWS))])
+        rows.append((part, lo + start, lo + start + BLOCK_ROWS, n, f))
+    with db.transaction() as con:
+        alive = con.execute("SELECT count(*) FROM span_partitions WHERE name = ?",
+                            [part]).fetchone()
+        done = con.execute(f"SELECT coalesce(max(hi), 0) FROM {TABLE} WHERE part = ?",
+                           [part]).fetchone()
+        if not alive or not alive[0] or not done or int(done[0]) != lo:
+            return 0
+        con.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, CAST(?::BLOB AS BIT))",
+                        rows)
+    return hi - lo
+
+
+@dataclass
+class Indexer:
+    """Builds filters for what the seals have added, at most ``cpu_share`` of one core
+    on average: after a build that took t seconds of CPU it rests t / cpu_share - t."""
+
+    db: Database
+    cpu_share: float
+    chunk_blocks: int = 16  # ~32k spans, ~70 MB of text read at a time
+
+    def step(self) -> tuple[int, float]:
+        """One build of the newest pending partition; (rows indexed, seconds to rest
+        before the next step). Nothing pending: (0, 0)."""
+        for part, done, rows in _pending(self.db):
+            blocks = min(self.chunk_blocks, (rows - done) // BLOCK_ROWS)
+            cpu = time.thread_time()
+            indexed = build(self.db, part, done, blocks)
+            spent = time.thread_time() - cpu
+            return indexed, spent / self.cpu_share - spent
+        return 0, 0.0
+
+
+def indexed_rows(db: Database) -> int:
+    """Rows of the sealed partitions that the filters cover."""
+    return int(db.read(f"SELECT coalesce(sum(hi - lo), 0) AS n FROM {TABLE}")[0]["n"])
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def candidate_rows(db: Database, parts: Sequence[str], lowered: bytes) -> dict[str, str]:
+    """For each of ``parts`` worth restricting: a row id condition (SQL over constants)
+    that keeps every row where ``lowered`` can be, i.e. the blocks whose filter holds all
+    its sequences, and every row not indexed. A partition missing from the answer is
+    read whole. Texts shorter than ``N`` bytes get no conditions."""
+    grams = text_grams(lowered)
+    if not grams or not parts:
+        return {}
+    # One test per filter size; DuckDB reads the bits, not the filters (10M spans:
+    # ~40 ms, against ~85 ms to fetch 40 MB of filters and test them in numpy).
+    tests = " ".join(
+        f"WHEN {n} THEN " + " AND ".join(f"get_bit(filter, {i}) = 1"
+                                         for i in sorted({g >> (64 - n) for g in grams}))
+        for n in range(MIN_BITS, MAX_BITS + 1))
+    found = db.read(f"SELECT part, lo, hi, CASE bits {tests} END AS keep FROM {TABLE} "
+                    "WHERE part IN (SELECT unnest($1::VARCHAR[])) ORDER BY part, lo",
+                    [list(parts)])
+    blocks: dict[str, list[tuple[int, int, bool]]] = {}
+    for r in found:
+        blocks.setdefault(r["part"], []).append((int(r["lo"]), int(r["hi"]), bool(r["keep"])))
+    out: dict[str, str] = {}
+    for part, mine in blocks.items():
+        kept = [(lo, hi) for lo, hi, keep in mine if keep]
+        ranges = _runs(kept)
+        if len(kept) > _MAX_KEPT * len(mine) or len(ranges) > _MAX_RANGES:
+            continue
+        done = max(hi for _, hi, _ in mine)
+        conds = [f"rowid >= {done}"] + [f"rowid BETWEEN {a} AND {b - 1}" for a, b in ranges]
+        out[part] = "(" + " OR ".join(conds) + ")"
+    return out
+
+
+def _runs(blocks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent [lo, hi) blocks merged."""
+    runs: list[tuple[int, int]] = []
+    for a, b in blocks:
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    return runs
