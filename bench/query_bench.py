@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # noqa: E402
 
-from appliance.store import partitions  # noqa: E402
+from appliance.store import partitions, textindex  # noqa: E402
 from appliance.store import spans as spans_module  # noqa: E402
 from appliance.store.queries import (  # noqa: E402
     _STATUS_SQL,
@@ -192,6 +192,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=60, help="trace views per form")
     parser.add_argument("--seal-ab", type=int, default=0, help="rounds of the seal A/B")
     parser.add_argument("--output", default="query-speed.json", help="file in bench/results/")
+    parser.add_argument("--index", action="store_true",
+                        help="build the text index first (the daemon's Indexer, no CPU cap)")
     args = parser.parse_args()
 
     con = duckdb.connect(str(args.db), read_only=True)
@@ -200,6 +202,14 @@ def main() -> None:
     con.close()
     load_start = os.getloadavg()
     t_open, store = timed(lambda: SpanStore(args.db))
+    indexed = 0
+    t_index = 0.0
+    if args.index:
+        indexer = textindex.Indexer(store.db, cpu_share=1.0)
+        t0 = time.perf_counter()
+        while n := indexer.step()[0]:
+            indexed += n
+        t_index = time.perf_counter() - t0
     st = store.stats()
     end = store.read("SELECT max(start_time) AS t FROM spans")[0]["t"] + timedelta(seconds=1)
     rng = random.Random(7)
@@ -207,12 +217,15 @@ def main() -> None:
         "benchmark": "trace search and trace view, before/after the trace summaries (issue 9)",
         "command": "PYTHONPATH=. nice .venv/bin/python bench/query_bench.py --db "
                    f"{args.db} --reps {args.reps} --text-reps {args.text_reps} "
-                   f"--views {args.views} --seal-ab {args.seal_ab}",
+                   f"--views {args.views} --seal-ab {args.seal_ab}"
+                   + (" --index" if args.index else ""),
         "python": platform.python_version(), "duckdb": duckdb.__version__,
         "cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "stored_spans": st["span_count"], "traces": st["trace_count"],
         "hot_rows": st["hot_rows"], "partitions": st["partitions"],
         "open_ms": round(t_open), "migrated_here": not had_summaries,
+        "text_index": {"indexed_here": indexed, "index_s": round(t_index, 1),
+                       "sealed_not_indexed": st["text_index_behind"]},
         "summary_rows": store.read("SELECT count(*) AS n FROM span_traces")[0]["n"],
         "summary_bytes": block_bytes(store, "span_traces"),
         "sealed_span_bytes": sum(block_bytes(store, p["name"]) for p in store.read(
