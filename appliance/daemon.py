@@ -70,9 +70,10 @@ def _seal_loop(store: SpanStore, stop: threading.Event) -> None:
 
 
 def _text_index_loop(store: SpanStore, cpu_share: float, stop: threading.Event) -> None:
-    """Block filters for what the seals added, within ``cpu_share`` of a core; looks for
-    new blocks every TEXT_INDEX_EVERY_S when caught up."""
-    indexer = Indexer(store.db, cpu_share)
+    """Block filters for what the seals added, within ``cpu_share`` of a core and only
+    while ingest leaves the store mostly idle; looks again every TEXT_INDEX_EVERY_S when
+    caught up or yielding."""
+    indexer = Indexer(store.db, cpu_share, busy=lambda: store.busy_seconds)
     rest = 0.0
     while not stop.wait(rest):
         try:

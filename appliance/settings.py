@@ -276,8 +276,9 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1,
         description="Share of one core the daemon's text indexer may use on average to "
                     "build block filters for sealed spans, which let a text search skip "
-                    "spans that cannot match; 0 turns it off (the search then reads all "
-                    "the range's text)",
+                    "spans that cannot match; it also pauses while ingest keeps the store "
+                    "busy more than a tenth of the time. 0 turns it off (the search then "
+                    "reads all the range's text)",
     )
     spanmetrics_flush_interval: str = Field(
         "2s", description="How often the collector flushes derived metrics"

@@ -205,6 +205,7 @@ class SpanStore:
         self._retention_listeners: list[Callable[[], object]] = []
         self._expire_before: int | None = None  # hour: the last retention pass's cutoff
         self._last_seal = time.monotonic()
+        self._busy_s = 0.0
         try:
             with self.db.transaction() as con:
                 migrate(con, "spans", MIGRATIONS)
@@ -223,23 +224,33 @@ class SpanStore:
         Seals the hot table afterwards when it has reached ``seal_rows``."""
         if not rows:
             return 0
+        t0 = time.perf_counter()
         try:
-            table = _table(rows)
-        except (pa.ArrowException, TypeError, ValueError) as exc:  # not SpanRow-shaped
-            raise StoreError(f"cannot store these rows: {exc}") from exc
-        with self.db.transaction() as con:
-            con.register("_batch", table)
             try:
-                con.execute(f"INSERT INTO {HOT} ({_NAMES}) SELECT {_NAMES} FROM _batch")
-            finally:
-                with contextlib.suppress(duckdb.Error):
-                    con.unregister("_batch")
-            self._hot += len(rows)
-            full = self._hot >= self.seal_rows
-        self._notify(rows)
-        if full:
-            self.seal()
-        return len(rows)
+                table = _table(rows)
+            except (pa.ArrowException, TypeError, ValueError) as exc:  # not SpanRow-shaped
+                raise StoreError(f"cannot store these rows: {exc}") from exc
+            with self.db.transaction() as con:
+                con.register("_batch", table)
+                try:
+                    con.execute(f"INSERT INTO {HOT} ({_NAMES}) SELECT {_NAMES} FROM _batch")
+                finally:
+                    with contextlib.suppress(duckdb.Error):
+                        con.unregister("_batch")
+                self._hot += len(rows)
+                full = self._hot >= self.seal_rows
+            self._notify(rows)
+            if full:
+                self.seal()
+            return len(rows)
+        finally:
+            self._busy_s += time.perf_counter() - t0
+
+    @property
+    def busy_seconds(self) -> float:
+        """Seconds spent in ``insert`` so far (its seals included): how busy ingest keeps
+        the store (the text indexer yields to it)."""
+        return self._busy_s
 
     def seal(self) -> Sealed:
         """Move the hot rows into their partitions now (one transaction)."""

@@ -16,7 +16,8 @@ the message text in the range (10M spans: 5.3-5.6 s). This index lets it skip bl
   full. Repetitive text gets small filters, varied prose large ones
   (docs/store-design.md, "Rare text").
 * Filters are built after the seal, by the daemon's indexer on its own thread within a
-  CPU budget (``text_index_cpu``), not on the ingest path. Rows not indexed yet (the last
+  CPU budget (``text_index_cpu``), not on the ingest path, and not at all while ingest
+  keeps the store busy (``YIELD_ABOVE``). Rows not indexed yet (the last
   partial block, partitions the indexer has not reached, the hot table) are scanned as
   before, so an answer never depends on how far the indexer got.
 * Each build commits the filters of whole blocks in one transaction, checking that the
@@ -28,7 +29,7 @@ the message text in the range (10M spans: 5.3-5.6 s). This index lets it skip bl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -53,6 +54,11 @@ _MASK = np.uint64((1 << (8 * N)) - 1)
 # ranges: the partition is scanned whole.
 _MAX_KEPT = 0.5
 _MAX_RANGES = 256
+# The indexer builds nothing while ingest keeps the store busy more than this share of
+# the time: at full rate its budget's worth of work cost ingest far more than its own CPU
+# (10M fill, sustained 10k/s offered: 5,348 stored/s with it, 7,667 without;
+# docs/store-design.md).
+YIELD_ABOVE = 0.1
 
 
 def forget_dropped(con: duckdb.DuckDBPyConnection) -> None:
@@ -153,20 +159,40 @@ def build(db: Database, part: str, lo: int, blocks: int) -> int:
 @dataclass
 class Indexer:
     """Builds filters for what the seals have added, at most ``cpu_share`` of one core
-    on average: after a build that took t seconds of CPU it rests t / cpu_share - t."""
+    on average: after a build that took t seconds it rests t / cpu_share - t. t is wall
+    time, not this thread's CPU: DuckDB reads and lowers the text on its own threads, and
+    on a busy machine the waits count too, so the indexer yields more when ingest is
+    busy."""
 
     db: Database
     cpu_share: float
     chunk_blocks: int = 16  # ~32k spans, ~70 MB of text read at a time
+    # Seconds the store has spent storing spans so far (``SpanStore.busy_seconds``):
+    # while ingest keeps it busier than ``YIELD_ABOVE`` of the time, nothing is built.
+    busy: Callable[[], float] | None = None
+    _last: tuple[float, float] = (0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        self._last = (time.monotonic(), self.busy() if self.busy else 0.0)
+
+    def ingest_busy(self) -> bool:
+        """Whether ingest kept the store busier than ``YIELD_ABOVE`` since the last call."""
+        if self.busy is None:
+            return False
+        now, busy = time.monotonic(), self.busy()
+        (then, before), self._last = self._last, (now, busy)
+        return (busy - before) > YIELD_ABOVE * (now - then)
 
     def step(self) -> tuple[int, float]:
         """One build of the newest pending partition; (rows indexed, seconds to rest
-        before the next step). Nothing pending: (0, 0)."""
+        before the next step). Nothing pending, or ingest busy: (0, 0)."""
+        if self.ingest_busy():
+            return 0, 0.0
         for part, done, rows in _pending(self.db):
             blocks = min(self.chunk_blocks, (rows - done) // BLOCK_ROWS)
-            cpu = time.thread_time()
+            t0 = time.perf_counter()
             indexed = build(self.db, part, done, blocks)
-            spent = time.thread_time() - cpu
+            spent = time.perf_counter() - t0
             return indexed, spent / self.cpu_share - spent
         return 0, 0.0
 

@@ -185,6 +185,18 @@ def test_a_build_that_lost_its_race_writes_nothing(store: SpanStore) -> None:
     assert store.read(f"SELECT count(*) AS n FROM {textindex.TABLE}")[0]["n"] == 1
 
 
+def test_the_indexer_yields_while_ingest_keeps_the_store_busy(store: SpanStore) -> None:
+    store.insert(_spans(600))
+    store.seal()
+    assert store.busy_seconds > 0  # the insert and its seal counted
+    busy = [store.busy_seconds]
+    indexer = textindex.Indexer(store.db, cpu_share=1.0, busy=lambda: busy[0])
+    busy[0] += 3600  # an hour of storing since: busy whatever the elapsed time
+    assert indexer.step() == (0, 0.0)
+    assert textindex.indexed_rows(store.db) == 0
+    assert indexer.step()[0] > 0  # nothing stored since the last look
+
+
 def test_the_daemon_builds_the_index_in_the_background(store: SpanStore) -> None:
     store.insert(_spans(600))
     store.seal()
