@@ -163,6 +163,16 @@ TRACE_BOUNDS = (
     "WHERE trace_id IN (SELECT unnest($1::VARCHAR[])))")
 
 
+# Each trace's first span start over all its stored spans ($1: the traces' ids), from its
+# summary rows and hot rows (hidden copies included): ``TRACE_BOUNDS`` per trace.
+TRACE_FIRSTS = (
+    f"SELECT trace_id, min(first) AS first FROM (SELECT trace_id, first FROM {TRACES} "
+    f"WHERE tid IN (SELECT {TID.format(x='x')} FROM unnest($1::VARCHAR[]) t(x)) "
+    "AND trace_id IN (SELECT unnest($1::VARCHAR[])) UNION ALL SELECT trace_id, "
+    f"start_time FROM {HOT} WHERE trace_id IN (SELECT unnest($1::VARCHAR[]))) "
+    "WHERE first IS NOT NULL GROUP BY trace_id")
+
+
 def trace_sql(names: str) -> str:
     """One trace's spans ($1: its id; $2, $3: its ``TRACE_BOUNDS``), ordered: the sealed
     rows between the bounds (3.5M spans: 1 of 29 row groups read) and its hot rows (the

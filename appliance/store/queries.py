@@ -35,6 +35,7 @@ from appliance.store.partitions import (
     SUMMARY,
     TID,
     TRACE_BOUNDS,
+    TRACE_FIRSTS,
     TRACES,
     hot_ids,
     hour_time,
@@ -378,13 +379,8 @@ def _newest_matching(store: SpanStore, f: TraceFilter,
 
 
 def _first_starts(store: SpanStore, ids: list[str]) -> dict[str, datetime]:
-    """Each trace's first span start over all its stored spans (summary rows, hot rows)."""
-    return {r["trace_id"]: r["first"] for r in store.read(
-        f"SELECT trace_id, min(first) AS first FROM (SELECT trace_id, first FROM {TRACES} "
-        f"WHERE tid IN (SELECT {TID.format(x='x')} FROM unnest($1::VARCHAR[]) t(x)) "
-        f"AND trace_id IN (SELECT unnest($1::VARCHAR[])) UNION ALL SELECT trace_id, "
-        f"start_time FROM {HOT} WHERE trace_id IN (SELECT unnest($1::VARCHAR[]))) "
-        "WHERE first IS NOT NULL GROUP BY trace_id", [ids])}
+    """Each trace's first span start over all its stored spans (``TRACE_FIRSTS``)."""
+    return {r["trace_id"]: r["first"] for r in store.read(TRACE_FIRSTS, [ids])}
 
 
 _HAS_TEXT = ("(contains(lower(input_messages), lower($3)) "

@@ -91,7 +91,7 @@ def block_filter(chunks: Iterable[np.ndarray]) -> tuple[int, bytes]:
         # The sequences at every offset k, k+8, ...: 8-byte words masked to N bytes.
         for k in range(8):
             m = (len(b) - k) // 8
-            if m > 0 and len(b) - k >= N:
+            if m > 0:
                 words = b[k:k + 8 * m].view("<u8") & _MASK
                 bits[(words * _MUL) >> shift] = True
             # the last sequences, which a whole 8-byte word would run past the end for
