@@ -44,7 +44,7 @@ from store_fill import PROTO, Bodies, rss_mib  # noqa: E402
 
 from appliance.ingest.decode import decode_body  # noqa: E402
 from appliance.ingest.limits import IngestLimits  # noqa: E402
-from appliance.ingest.rows import SpanRow, to_rows  # noqa: E402
+from appliance.ingest.rows import SpanRow, body_rows, to_rows  # noqa: E402
 from appliance.store import spans as spans_module  # noqa: E402
 from appliance.store.partitions import HOT  # noqa: E402
 from appliance.store.spans import SpanStore  # noqa: E402
@@ -57,7 +57,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "late-checkpoint": {"checkpoint_threshold": "1GiB"},  # none before the seal's
     # the code before issue 9's tuning as a whole: also the standard library's encoder
     "before": {"checkpoint_threshold": None, "json": "stdlib"},
+    # today's settings, rows built by the Python walker (before the native one)
+    "python-walker": {"walker": "python"},
 }
+_NOT_STORE_SETTINGS = ("json", "walker")
 _ORJSON = spans_module._dumps
 _STDLIB = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -80,13 +83,20 @@ def _json_seconds(rows: list[SpanRow]) -> float:
     return time.perf_counter() - t0
 
 
-def one_batch(store: SpanStore, body: bytes, limits: IngestLimits) -> dict[str, float]:
-    """The batch's phases in seconds; ``seal_s`` when this batch filled the hot table."""
+def one_batch(store: SpanStore, body: bytes, limits: IngestLimits, walker: str = "native"
+              ) -> dict[str, float]:
+    """The batch's phases in seconds; ``seal_s`` when this batch filled the hot table.
+    The native walker (``rows.body_rows``, what the daemon runs) decodes as it builds the
+    rows: its ``decode_s`` is 0 and ``rows_s`` holds both."""
     wal = store.path.with_name(store.path.name + ".wal")
     t0 = time.perf_counter()
-    request = decode_body(body, PROTO, None, limits)
-    t1 = time.perf_counter()
-    rows = to_rows(request, limits, datetime.now(UTC)).rows
+    if walker == "python":
+        request = decode_body(body, PROTO, None, limits)
+        t1 = time.perf_counter()
+        rows = to_rows(request, limits, datetime.now(UTC)).rows
+    else:
+        t1 = t0
+        rows = body_rows(body, PROTO, None, limits, datetime.now(UTC)).rows
     t2 = time.perf_counter()
     json_s = _json_seconds(rows)
     t3 = time.perf_counter()
@@ -172,7 +182,7 @@ def main() -> None:
         for f in (copy, copy.with_name(copy.name + ".wal")):
             f.unlink(missing_ok=True)
         shutil.copyfile(args.db, copy)
-        settings = {k: v for k, v in VARIANTS[name].items() if k != "json"}
+        settings = {k: v for k, v in VARIANTS[name].items() if k not in _NOT_STORE_SETTINGS}
         stores[name] = SpanStore(copy, seal_rows=args.seal_rows, **settings,
                                  memory_limit=args.memory_limit)
     start = {n: s.count() for n, s in stores.items()}
@@ -188,7 +198,8 @@ def main() -> None:
             # the JSON encoder is module-wide: set per batch (and for _json_seconds)
             spans_module._dumps = (_STDLIB if VARIANTS[name].get("json") == "stdlib"
                                    else _ORJSON)  # type: ignore[assignment]
-            phases[name].append(one_batch(stores[name], body, limits))
+            phases[name].append(one_batch(stores[name], body, limits,
+                                          VARIANTS[name].get("walker", "native")))
         load.append(os.getloadavg()[0])
         if i % 25 == 24:
             print(i + 1, {n: summary(p, args.batch_size)["spans_per_s"]

@@ -20,9 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from appliance import errors
 from appliance.api.body import read_limited
 from appliance.api.state import limits_of, store_of
-from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.rows import to_rows
+from appliance.ingest.rows import body_rows
 from appliance.store.spans import SpanStore
 
 log = logging.getLogger("tracehold.api.ingest")
@@ -54,8 +53,7 @@ def counters_of(request: Request) -> IngestCounters:
 
 def _ingest(store: SpanStore, body: bytes, content_type: str | None,
             encoding: str | None, limits: IngestLimits) -> tuple[int, int, int]:
-    request = decode_body(body, content_type, encoding, limits)
-    batch = to_rows(request, limits, datetime.now(UTC))
+    batch = body_rows(body, content_type, encoding, limits, datetime.now(UTC))
     try:
         written = store.insert(batch.rows) if batch.rows else 0  # committed on return
     except errors.StoreUnavailable:

@@ -25,9 +25,8 @@ from appliance.demo.sink import Sink
 from appliance.detect.buckets import BucketCache
 from appliance.detect.model import Finding
 from appliance.detect.runner import detect
-from appliance.ingest.decode import decode_body
 from appliance.ingest.limits import IngestLimits
-from appliance.ingest.rows import to_rows
+from appliance.ingest.rows import body_rows
 from appliance.settings import DetectConfig
 from appliance.store.spans import SpanStore
 
@@ -57,8 +56,8 @@ class StoreExporter(SpanExporter):
         arrived = {format(s.context.span_id, "016x"): t for s, t in self._pending}
         body = encode_spans([s for s, _ in self._pending]).SerializeToString()
         self._pending.clear()
-        request = decode_body(body, "application/x-protobuf", None, self.limits)
-        rows = to_rows(request, self.limits, datetime.now(UTC)).rows
+        rows = body_rows(body, "application/x-protobuf", None, self.limits,
+                         datetime.now(UTC)).rows
         for row in rows:
             row.received_at = arrived[row.span_id]
         self.store.insert(rows)

@@ -33,6 +33,12 @@ _CACHED_SIZE = 128  # encoded KeyValues up to this size are remembered
 _PAIRS: dict[int, dict[bytes, tuple[str, Any]]] = {}
 
 
+def pairs_cache(vlim: int) -> dict[bytes, tuple[str, Any]]:
+    """The cache of decoded small KeyValues for a value limit (the native walker of
+    ``appliance/ingest/_wire.c`` reads and fills the same one, by the same rule)."""
+    return _PAIRS.get(vlim) or _PAIRS.setdefault(vlim, {})
+
+
 def decode_text(raw: bytes, limit: int) -> str:
     """Decode lenient UTF-8; over ``limit`` bytes, cut at a character boundary and mark."""
     if len(raw) <= limit:
@@ -73,7 +79,7 @@ def decode_attributes(kvs: Any, limits: IngestLimits, protected: frozenset[str]
     ``protected`` names are kept beyond the count limit (and, when it is not empty,
     the keys ``genai.feeds_column`` names too: evaluation and document scores)."""
     vlim = limits.max_attribute_value_bytes
-    cache = _PAIRS.get(vlim) or _PAIRS.setdefault(vlim, {})
+    cache = pairs_cache(vlim)
     if len(kvs) > limits.max_attributes_per_span:
         return _truncated(kvs, limits, protected, cache)
     out: dict[str, Any] = {}

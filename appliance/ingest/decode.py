@@ -37,6 +37,13 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
     The message has the OTLP shape, but strings are bytes and attribute lists hold encoded
     KeyValues. Raises UnsupportedMediaType, PayloadTooLarge or MalformedPayload (with why).
     """
+    return parse_body(*unpack_body(body, content_type, content_encoding, limits))
+
+
+def unpack_body(body: bytes, content_type: str | None, content_encoding: str | None,
+                limits: IngestLimits) -> tuple[str, bytes | bytearray]:
+    """(media type, body inflated): the media type, encoding and sizes checked. Raises
+    UnsupportedMediaType, PayloadTooLarge or MalformedPayload (bad gzip)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media not in PROTOBUF_TYPES and media != JSON_TYPE:
         raise UnsupportedMediaType(f"Content-Type {content_type!r} not supported; use "
@@ -50,6 +57,11 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
     data: bytes | bytearray = body
     if encoding in ("gzip", "x-gzip"):
         data = _gunzip(body, limits.max_body_bytes)
+    return media, data
+
+
+def parse_body(media: str, data: bytes | bytearray) -> Message:
+    """An unpacked body (``unpack_body``) -> ``LenientRequest``; raises MalformedPayload."""
     if media == JSON_TYPE:
         return _from_json(data)
     try:  # a bytearray parses as well as bytes; bytes(data) would copy the whole body

@@ -1,7 +1,9 @@
-"""Build span rows for the span store from a decoded OTLP export request.
+"""Build span rows for the span store from an OTLP export request.
 
-``to_rows`` reads the protobuf objects directly (no ``MessageToDict``): it is the ingest
-hot path, benchmarked by ``bench/bench_decode.py``. Attributes are decoded by
+``body_rows`` takes an OTLP/HTTP body; ``to_rows`` a parsed request. A request is first
+walked (the spans' fields decoded: natively from the body's bytes by ``_wire.c``, or in
+Python from the protobuf objects), then typed by one builder (``_build``). It is the
+ingest hot path, benchmarked by ``bench/bench_decode.py``. Attributes are decoded by
 ``appliance.ingest.attributes``, typed by ``appliance.ingest.genai``; size limits and the
 truncation rule are documented in ``appliance.ingest.limits``.
 """
@@ -14,13 +16,16 @@ from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 
+from appliance.ingest import _wire
 from appliance.ingest import conventions as cv
 from appliance.ingest.attributes import (
     NO_PROTECTION,
     RESOURCE_PROTECTED,
     decode_attributes,
     decode_text,
+    pairs_cache,
 )
+from appliance.ingest.decode import JSON_TYPE, parse_body, unpack_body
 from appliance.ingest.genai import (
     EVAL_PREFIX,
     PROTECTED,
@@ -89,19 +94,54 @@ class RowBatch(NamedTuple):
     rejected_spans: int
 
 
+# A request's spans decoded but not yet typed, the shape both walkers give: the native one
+# (``_wire.walk``, from the body's bytes) and the Python one (``_walk``, from a parsed
+# ``LenientRequest``). Per resource: its attributes and its scopes; per scope: its name
+# and its keyable spans. Texts decoded and ids in hex; dropped counts include the limits'.
+Event = tuple[str, int, dict[str, Any] | None]  # name, time (ns), attributes (None: cut)
+Link = tuple[str, str, dict[str, Any]]  # trace id, span id, attributes
+WalkedSpan = tuple[str, str, str | None, str, int, int, int, int, str, dict[str, Any], int,
+                   list[Event], list[Link], int]
+# (trace_id, span_id, parent_span_id, name, kind, start ns, end ns, status code,
+#  status message, attributes, dropped_attributes_count, events, links,
+#  dropped_events_count)
+Walked = list[tuple[dict[str, Any], list[tuple[str, list[WalkedSpan]]]]]
+
+
+def body_rows(body: bytes, content_type: str | None, content_encoding: str | None,
+              limits: IngestLimits, received_at: datetime) -> RowBatch:
+    """One SpanRow per keyable span of an OTLP/HTTP body (see ``decode.decode_body`` for
+    its errors). OTLP/protobuf goes through the native walker (``_wire.c``) unless the
+    request holds something only the Python path decodes; then, and for OTLP/JSON, the
+    body is parsed into a ``LenientRequest`` and walked in Python. Same rows either way."""
+    media, data = unpack_body(body, content_type, content_encoding, limits)
+    if media != JSON_TYPE:
+        walked = _wire.walk(data, limits.max_attribute_value_bytes,
+                            limits.max_attributes_per_span, limits.max_events_per_span,
+                            pairs_cache(limits.max_attribute_value_bytes))
+        if walked is not None:
+            return RowBatch(_build(walked, limits, received_at), 0)
+    return to_rows(parse_body(media, data), limits, received_at)
+
+
 def to_rows(request: Message, limits: IngestLimits, received_at: datetime) -> RowBatch:
     """One SpanRow per keyable span of an export request (lenient or official class)."""
     if not isinstance(request, LenientRequest):
         request = LenientRequest.FromString(request.SerializeToString())
-    rows: list[SpanRow] = []
+    walked, rejected = walk(request, limits)
+    return RowBatch(_build(walked, limits, received_at), rejected)
+
+
+def walk(request: Message, limits: IngestLimits) -> tuple[Walked, int]:
+    """The Python walker: a ``LenientRequest`` -> (walked spans, spans rejected)."""
+    walked: Walked = []
     rejected = 0
     vlim, max_events = limits.max_attribute_value_bytes, limits.max_events_per_span
     for rs in request.resource_spans:  # type: ignore[attr-defined]
         resource, _ = decode_attributes(rs.resource.attributes, limits, RESOURCE_PROTECTED)
-        service = resource.get("service.name")
-        service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+        scopes: list[tuple[str, list[WalkedSpan]]] = []
         for ss in rs.scope_spans:
-            scope = decode_text(ss.scope.name, vlim)
+            spans: list[WalkedSpan] = []
             for span in ss.spans:
                 trace_id, span_id = span.trace_id, span.span_id
                 if (len(trace_id) != 16 or len(span_id) != 8
@@ -109,56 +149,79 @@ def to_rows(request: Message, limits: IngestLimits, received_at: datetime) -> Ro
                     rejected += 1
                     continue
                 attrs, dropped = decode_attributes(span.attributes, limits, PROTECTED)
-                # Cheap pre-checks: most spans carry no gen_ai.evaluation.* attribute and
-                # no retrieved documents.
-                keys = "\n".join(attrs)
-                scores = attribute_scores(attrs) if EVAL_PREFIX in keys else {}
-                events, links, status = span.events, span.links, span.status
-                genai = genai_columns(attrs)
-                kept = _events(events, limits, scores) if events else []
-                if genai[RETRIEVAL_SCORES] is None and (kept or may_have_documents(keys)):
-                    genai[RETRIEVAL_SCORES] = document_scores(attrs, kept)
-                parent, name = span.parent_span_id, span.name
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                rows.append(SpanRow(
+                events, parent, name = span.events, span.parent_span_id, span.name
+                spans.append((
                     trace_id.hex(), span_id.hex(),
                     parent.hex() if len(parent) == 8 and any(parent) else None,
                     name.decode("utf-8", "replace") if len(name) <= vlim
                     else decode_text(name, vlim),
-                    _KINDS.get(span.kind, "unspecified"),
+                    span.kind, span.start_time_unix_nano, span.end_time_unix_nano,
+                    span.status.code, decode_text(span.status.message, vlim),
+                    attrs, span.dropped_attributes_count + dropped,
+                    _walk_events(events, limits) if events else [],
+                    [(link.trace_id.hex(), link.span_id.hex(),
+                      decode_attributes(link.attributes, limits, NO_PROTECTION)[0])
+                     for link in span.links],
+                    span.dropped_events_count + max(0, len(events) - max_events)))
+            scopes.append((decode_text(ss.scope.name, vlim), spans))
+        walked.append((resource, scopes))
+    return walked, rejected
+
+
+def _walk_events(events: Any, limits: IngestLimits) -> list[Event]:
+    """Every event's name and time; attributes of those kept and of evaluation events (cut
+    ones too: their scores are never lost to the cut)."""
+    vlim, max_events = limits.max_attribute_value_bytes, limits.max_events_per_span
+    out: list[Event] = []
+    for index, event in enumerate(events):
+        name = decode_text(event.name, vlim)
+        attrs = (decode_attributes(event.attributes, limits, PROTECTED)[0]
+                 if index < max_events or name == cv.EVALUATION_EVENT else None)
+        out.append((name, event.time_unix_nano, attrs))
+    return out
+
+
+def _build(walked: Walked, limits: IngestLimits, received_at: datetime) -> list[SpanRow]:
+    """Walked spans -> typed SpanRows (GenAI columns, evaluation and document scores)."""
+    rows: list[SpanRow] = []
+    max_events = limits.max_events_per_span
+    for resource, scopes in walked:
+        service = resource.get("service.name")
+        service = service if isinstance(service, str) and service else UNKNOWN_SERVICE
+        for scope, spans in scopes:
+            for (trace_id, span_id, parent, name, kind, start, end, code, message, attrs,
+                 dropped_attributes, events, links, dropped_events) in spans:
+                # Cheap pre-checks: most spans carry no gen_ai.evaluation.* attribute and
+                # no retrieved documents.
+                keys = "\n".join(attrs)
+                scores = attribute_scores(attrs) if EVAL_PREFIX in keys else {}
+                genai = genai_columns(attrs)
+                kept = _events(events, max_events, scores) if events else []
+                if genai[RETRIEVAL_SCORES] is None and (kept or may_have_documents(keys)):
+                    genai[RETRIEVAL_SCORES] = document_scores(attrs, kept)
+                rows.append(SpanRow(
+                    trace_id, span_id, parent, name, _KINDS.get(kind, "unspecified"),
                     service, scope, _time(start), _time(end), (end - start) / 1e6,
-                    _STATUS.get(status.code, "unset"), decode_text(status.message, vlim),
-                    genai, scores, attrs, resource, kept,
-                    _links(links, limits) if links else [],
-                    span.dropped_attributes_count + dropped,
-                    span.dropped_events_count + max(0, len(events) - max_events),
-                    received_at))
-    return RowBatch(rows, rejected)
+                    _STATUS.get(code, "unset"), message, genai, scores, attrs, resource,
+                    kept,
+                    [{"trace_id": t, "span_id": s, "attributes": a} for t, s, a in links],
+                    dropped_attributes, dropped_events, received_at))
+    return rows
 
 
-def _links(links: Any, limits: IngestLimits) -> list[dict[str, Any]]:
-    return [{"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex(),
-             "attributes": decode_attributes(link.attributes, limits, NO_PROTECTION)[0]}
-            for link in links]
-
-
-def _events(events: Any, limits: IngestLimits, scores: dict[str, float]
+def _events(events: list[Event], max_events: int, scores: dict[str, float]
             ) -> list[dict[str, Any]]:
     """Kept events as dicts; evaluation scores from all events (even cut ones) -> scores."""
     out: list[dict[str, Any]] = []
-    vlim, max_events = limits.max_attribute_value_bytes, limits.max_events_per_span
-    for index, event in enumerate(events):
-        name = decode_text(event.name, vlim)
-        is_eval = name == cv.EVALUATION_EVENT
-        if index >= max_events and not is_eval:
+    for index, (name, time_unix_nano, attrs) in enumerate(events):
+        if attrs is None:  # cut, and not an evaluation
             continue
-        attrs, _ = decode_attributes(event.attributes, limits, PROTECTED)
-        label = attrs.get(cv.EVALUATION_NAME) if is_eval else None
+        label = attrs.get(cv.EVALUATION_NAME) if name == cv.EVALUATION_EVENT else None
         if isinstance(label, str) and label and (
                 score := as_float(attrs.get(cv.EVALUATION_SCORE))) is not None:
             scores[label] = score
         if index < max_events:
-            out.append({"name": name, "time": _iso(event.time_unix_nano), "attributes": attrs})
+            out.append({"name": name, "time": _iso(time_unix_nano), "attributes": attrs})
     return out
 
 

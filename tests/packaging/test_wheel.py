@@ -119,11 +119,13 @@ import appliance
 from appliance import resources
 from appliance.settings import Settings
 from appliance.stack import console
+from appliance.ingest import _wire
 unmet = [r for r in map(Requirement, md.requires("tracehold") or [])
          if not r.marker and not r.specifier.contains(md.version(r.name))]
 print(json.dumps({"package": appliance.__file__, "templates": str(resources.templates()),
                   "console": str(console.APP), "checkout": str(resources.checkout_root()),
-                  "bin_dir": str(Settings().bin_dir), "unmet": [str(r) for r in unmet]}))
+                  "bin_dir": str(Settings().bin_dir), "unmet": [str(r) for r in unmet],
+                  "walker": _wire.__file__}))
 """
     out = installed.run([str(installed.python), "-c", probe], cwd=tmp_path,
                         TRACEHOLD_DATA_DIR=str(tmp_path / "data"))
@@ -134,6 +136,9 @@ print(json.dumps({"package": appliance.__file__, "templates": str(resources.temp
     assert got["console"] == str(installed.package / "console" / "main.py")
     assert got["checkout"] == "None"
     assert got["bin_dir"] == str(tmp_path / "data" / "bin")  # installed: <data_dir>/bin
+    # the native OTLP walker was compiled into the wheel
+    assert Path(got["walker"]).parent == installed.package / "ingest"
+    assert Path(got["walker"]).suffix == ".so"
     assert got["unmet"] == [], "the venv the test borrows does not have the wheel's pins"
 
 
