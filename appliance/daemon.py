@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     records = Records.open(store, s)
     stop = threading.Event()
     start_background(records, stop)
-    app = create_app(records, limits(s))
+    app = create_app(records, limits(s), s.ingest_native_walker)
     app.state.notify = Notifications.open(records)  # the outbox worker and tickets
     app.state.notify.start(stop)
     try:

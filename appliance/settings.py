@@ -336,6 +336,11 @@ class Settings(BaseSettings):
     ingest_max_attributes: int = Field(
         1024, ge=16, description="Attributes kept per span; the rest are counted as dropped"
     )
+    ingest_native_walker: bool = Field(
+        True, description="Decode OTLP/protobuf requests with the native walker (C), which "
+                          "leaves to the Python decoder any request it cannot decode "
+                          "exactly as Python does; false: Python decodes every request "
+                          "(slower; the same rows)")
     detect: DetectConfig = Field(default_factory=DetectConfig,
                                  description="Detector thresholds (see below)")
     evals_enabled: bool = Field(

@@ -14,10 +14,12 @@ from appliance.ingest.limits import IngestLimits
 from appliance.records import Records
 
 
-def create_app(records: Records, limits: IngestLimits | None = None) -> FastAPI:
+def create_app(records: Records, limits: IngestLimits | None = None,
+               native_walker: bool = True) -> FastAPI:
     app = FastAPI(title="Tracehold daemon", version="0.1.0")
     app.state.records = records
     app.state.limits = limits or IngestLimits()
+    app.state.native_walker = native_walker
     app.state.counters = IngestCounters()
     errors.install(app)
     routes.register(app)

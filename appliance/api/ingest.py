@@ -52,8 +52,8 @@ def counters_of(request: Request) -> IngestCounters:
 
 
 def _ingest(store: SpanStore, body: bytes, content_type: str | None,
-            encoding: str | None, limits: IngestLimits) -> tuple[int, int, int]:
-    batch = body_rows(body, content_type, encoding, limits, datetime.now(UTC))
+            encoding: str | None, limits: IngestLimits, native: bool) -> tuple[int, int, int]:
+    batch = body_rows(body, content_type, encoding, limits, datetime.now(UTC), native)
     try:
         written = store.insert(batch.rows) if batch.rows else 0  # committed on return
     except errors.StoreUnavailable:
@@ -87,6 +87,6 @@ async def ingest(request: Request) -> Response:
     body = await read_limited(request, limits.max_body_bytes, errors.PayloadTooLarge)
     received, written, rejected = await run_in_threadpool(
         _ingest, store_of(request), body, content_type,
-        request.headers.get("content-encoding"), limits)
+        request.headers.get("content-encoding"), limits, request.app.state.native_walker)
     counters_of(request).add(received, written, rejected)
     return _otlp_response(content_type, rejected)

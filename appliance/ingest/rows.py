@@ -109,13 +109,14 @@ Walked = list[tuple[dict[str, Any], list[tuple[str, list[WalkedSpan]]]]]
 
 
 def body_rows(body: bytes, content_type: str | None, content_encoding: str | None,
-              limits: IngestLimits, received_at: datetime) -> RowBatch:
+              limits: IngestLimits, received_at: datetime, native: bool = True) -> RowBatch:
     """One SpanRow per keyable span of an OTLP/HTTP body (see ``decode.decode_body`` for
     its errors). OTLP/protobuf goes through the native walker (``_wire.c``) unless the
     request holds something only the Python path decodes; then, and for OTLP/JSON, the
-    body is parsed into a ``LenientRequest`` and walked in Python. Same rows either way."""
+    body is parsed into a ``LenientRequest`` and walked in Python. Same rows either way.
+    ``native=False`` (setting ``ingest_native_walker``) walks every request in Python."""
     media, data = unpack_body(body, content_type, content_encoding, limits)
-    if media != JSON_TYPE:
+    if native and media != JSON_TYPE:
         walked = _wire.walk(data, limits.max_attribute_value_bytes,
                             limits.max_attributes_per_span, limits.max_events_per_span,
                             pairs_cache(limits.max_attribute_value_bytes))

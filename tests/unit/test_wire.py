@@ -257,3 +257,16 @@ def test_the_cache_stays_bounded() -> None:
 def test_an_inflated_body_is_walked_as_bytes_are() -> None:
     body = make_request(make_span(GENAI)).SerializeToString()  # gzip gives a bytearray
     assert _wire.walk(bytearray(body), 1024, 16, 16, {}) == _wire.walk(body, 1024, 16, 16, {})
+
+
+def test_the_setting_turns_the_walker_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = make_request(make_span(GENAI)).SerializeToString()
+    expected = python_path(body, IngestLimits())
+
+    def broken(*_: Any) -> None:
+        raise AssertionError("the native walker ran")
+
+    monkeypatch.setattr(_wire, "walk", broken)
+    assert body_rows(body, PB, None, IngestLimits(), NOW, native=False) == expected
+    with pytest.raises(AssertionError, match="native walker ran"):
+        body_rows(body, PB, None, IngestLimits(), NOW)
