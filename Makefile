@@ -8,7 +8,8 @@ SHELL := /bin/bash
 
 .PHONY: setup up test test-setup test-unit bench lint docs model-gemma
 
-$(BIN)/.installed: pyproject.toml setup.py
+# _wire.c: the native OTLP walker, compiled by the editable install (pip rebuilds it)
+$(BIN)/.installed: pyproject.toml setup.py appliance/ingest/_wire.c
 	@echo "==> creating $(VENV) and installing Tracehold with its pinned dependencies"
 	$(PYTHON) -m venv $(VENV)
 	@# llama-cpp-python has no binary wheel: it compiles llama.cpp (~6 min on 2 cores, once;

@@ -412,8 +412,7 @@ def _slim(r: SpanRow) -> tuple[dict[str, Any], bool]:
 def _table(rows: Sequence[SpanRow]) -> pa.Table:
     """Rows -> Arrow table; resource attributes, shared by a resource's spans, encoded once;
     the message text left out of the attributes (``_slim``). Values are gathered a row at
-    a time by C getters and transposed by ``zip``: a Python call per cell was ~60 % of
-    this (bench/results/ingest-native.json)."""
+    a time by C getters and transposed by ``zip``, not by a Python call per cell."""
     encoded: dict[int, str] = {}  # id() is stable: rows hold the dicts during the call
 
     def resource(r: SpanRow) -> str:
