@@ -468,96 +468,90 @@ out:
     return rc;
 }
 
-/* ScopeSpans -> (scope_name, spans) appended to ``scopes``. */
-static int scope_spans(Buf b, Ctx *c, PyObject *scopes) {
+typedef int (*Child)(Buf, Ctx *, PyObject *);
+
+/* ResourceSpans and ScopeSpans alike: field 1 a singular message (``*head``; repeated,
+ * protobuf would merge it: left to Python), field 2 the children, each walked by
+ * ``child`` into the new list ``*children``. */
+static int holder(Buf b, Ctx *c, Buf *head, Child child, PyObject **children) {
     uint32_t field, wire;
-    Buf scope = {b.p, b.p}, name = {b.p, b.p}, s, whole = b;
-    int have_scope = 0, rc;
+    Buf s, whole = b;
+    int have_head = 0, rc;
+    head->p = head->end = b.p;
     while (b.p < b.end) {
         if (tag(&b, &field, &wire) != OK) return PUNT;
         if (field == 1 || field == 2) {
             if (wire != 2 || delimited(&b, &s) != OK) return PUNT;
             if (field == 1) {
-                if (have_scope) return PUNT;
-                scope = s;
-                have_scope = 1;
+                if (have_head) return PUNT;
+                *head = s;
+                have_head = 1;
             }
         } else if (skip(&b, wire) != OK) {
             return PUNT;
         }
     }
-    while (scope.p < scope.end) {  /* InstrumentationScope: 1 name */
-        if (tag(&scope, &field, &wire) != OK) return PUNT;
-        if (field == 1) {
-            if (wire != 2 || delimited(&scope, &s) != OK) return PUNT;
-            name = s;
-        } else if (skip(&scope, wire) != OK) {
-            return PUNT;
-        }
-    }
-    PyObject *nm, *spans = PyList_New(0);
-    if (!spans) return FAIL;
-    if ((rc = limited_text(name, c, &nm)) != OK) {
-        Py_DECREF(spans);
-        return rc;
-    }
+    PyObject *list = PyList_New(0);
+    if (!list) return FAIL;
     b = whole;
-    while (b.p < b.end) {
+    while (b.p < b.end) {  /* already checked */
         tag(&b, &field, &wire);
         if (field == 2) {
             delimited(&b, &s);
-            if ((rc = span(s, c, spans)) != OK) {
-                Py_DECREF(nm);
-                Py_DECREF(spans);
+            if ((rc = child(s, c, list)) != OK) {
+                Py_DECREF(list);
                 return rc;
             }
         } else {
             skip(&b, wire);
         }
     }
+    *children = list;
+    return OK;
+}
+
+/* ScopeSpans -> (scope_name, spans) appended to ``scopes``. */
+static int scope_spans(Buf b, Ctx *c, PyObject *scopes) {
+    uint32_t field, wire;
+    Buf scope, name = {b.p, b.p}, s;
+    PyObject *nm, *spans;
+    int rc = holder(b, c, &scope, span, &spans);
+    if (rc != OK) return rc;
+    while (scope.p < scope.end) {  /* InstrumentationScope: 1 name */
+        if (tag(&scope, &field, &wire) != OK) goto punt;
+        if (field == 1) {
+            if (wire != 2 || delimited(&scope, &s) != OK) goto punt;
+            name = s;
+        } else if (skip(&scope, wire) != OK) {
+            goto punt;
+        }
+    }
+    if ((rc = limited_text(name, c, &nm)) != OK) {
+        Py_DECREF(spans);
+        return rc;
+    }
     return append_new(scopes, Py_BuildValue("(NN)", nm, spans));
+punt:
+    Py_DECREF(spans);
+    return PUNT;
 }
 
 /* ResourceSpans -> (resource_attrs, scopes) appended to ``out``. */
 static int resource_spans(Buf b, Ctx *c, PyObject *out) {
     uint32_t field, wire;
-    Buf resource = {b.p, b.p}, s, whole = b;
-    int have_resource = 0, rc;
-    while (b.p < b.end) {
-        if (tag(&b, &field, &wire) != OK) return PUNT;
-        if (field == 1 || field == 2) {
-            if (wire != 2 || delimited(&b, &s) != OK) return PUNT;
-            if (field == 1) {
-                if (have_resource) return PUNT;
-                resource = s;
-                have_resource = 1;
-            }
-        } else if (skip(&b, wire) != OK) {
+    Buf resource;
+    PyObject *attrs, *scopes;
+    int rc = holder(b, c, &resource, scope_spans, &scopes);
+    if (rc != OK) return rc;
+    for (Buf r = resource; r.p < r.end;) {  /* Resource: 1 attributes, 3 entity_refs */
+        if (tag(&r, &field, &wire) != OK || field == 3 || skip(&r, wire) != OK) {
+            Py_DECREF(scopes);
             return PUNT;
         }
     }
-    for (Buf r = resource; r.p < r.end;) {  /* Resource: 1 attributes, 3 entity_refs */
-        if (tag(&r, &field, &wire) != OK || field == 3 || skip(&r, wire) != OK) return PUNT;
-    }
-    PyObject *attrs, *scopes = PyList_New(0);
-    if (!scopes) return FAIL;
-    if ((rc = attributes(resource, 1, c, &attrs)) != OK) {  /* Resource: 1 attributes */
+    if ((rc = attributes(resource, 1, c, &attrs)) != OK) {
         Py_DECREF(scopes);
         return rc;
-    }
-    b = whole;
-    while (b.p < b.end) {
-        tag(&b, &field, &wire);
-        if (field == 2) {
-            delimited(&b, &s);
-            if ((rc = scope_spans(s, c, scopes)) != OK) {
-                Py_DECREF(attrs);
-                Py_DECREF(scopes);
-                return rc;
-            }
-        } else {
-            skip(&b, wire);
-        }
     }
     return append_new(out, Py_BuildValue("(NN)", attrs, scopes));
 }

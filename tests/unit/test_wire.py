@@ -173,15 +173,20 @@ def test_unknown_fields_repeated_messages_and_wrong_wire_types_agree() -> None:
             _field(1, 2, _delimited(b"b")) + _field(2, 2, _delimited(_field(2, 0, b"\x02"))))),
             True),
     }
+    named = _field(1, 2, _delimited(_field(1, 2, _delimited(b"lib"))))
+    heads = {"": (b"", True), "scope twice (merged)": (named + named, False)}
     for name, (raw, native) in cases.items():
-        body = _varint(1 << 3 | 2) + _scope_spans(raw)
-        assert walked(body, IngestLimits()) is native, name
-        assert ingest_path(body, IngestLimits()) == python_path(body, IngestLimits()), name
+        for head_name, (head, head_native) in heads.items():
+            body = _varint(1 << 3 | 2) + _scope_spans(raw, head)
+            label = f"{name} {head_name}"
+            assert walked(body, IngestLimits()) is (native and head_native), label
+            assert ingest_path(body, IngestLimits()) == python_path(body, IngestLimits()), label
 
 
-def _scope_spans(span: bytes) -> bytes:
-    """A ResourceSpans holding one ScopeSpans holding ``span``, length-prefixed."""
-    scope = _field(2, 2, _varint(len(span)) + span)
+def _scope_spans(span: bytes, scope_head: bytes = b"") -> bytes:
+    """A ResourceSpans holding one ScopeSpans (``scope_head``, then ``span``),
+    length-prefixed."""
+    scope = scope_head + _field(2, 2, _varint(len(span)) + span)
     resource = _field(2, 2, _varint(len(scope)) + scope)
     return _varint(len(resource)) + resource
 
