@@ -95,7 +95,7 @@ class RowBatch(NamedTuple):
 
 
 # A request's spans decoded but not yet typed, the shape both walkers give: the native one
-# (``_wire.walk``, from the body's bytes) and the Python one (``_walk``, from a parsed
+# (``_wire.walk``, from the body's bytes) and the Python one (``walk``, from a parsed
 # ``LenientRequest``). Per resource: its attributes and its scopes; per scope: its name
 # and its keyable spans. Texts decoded and ids in hex; dropped counts include the limits'.
 Event = tuple[str, int, dict[str, Any] | None]  # name, time (ns), attributes (None: cut)

@@ -435,7 +435,8 @@ def _table(rows: Sequence[SpanRow]) -> pa.Table:
 
 def _transpose(names: Sequence[str], rows: Iterable[tuple[Any, ...]]
                ) -> dict[str, Sequence[Any]]:
-    return dict(zip(names, zip(*rows, strict=True), strict=True))
+    columns = list(zip(*rows, strict=True)) or [()] * len(names)  # no rows: empty columns
+    return dict(zip(names, columns, strict=True))
 
 
 def _utc(value: datetime | None) -> datetime | None:
