@@ -52,7 +52,8 @@ def counters_of(request: Request) -> IngestCounters:
 
 
 def _ingest(store: SpanStore, body: bytes, content_type: str | None,
-            encoding: str | None, limits: IngestLimits, native: bool) -> tuple[int, int, int]:
+            encoding: str | None, limits: IngestLimits, native: bool = True
+            ) -> tuple[int, int, int]:
     batch = body_rows(body, content_type, encoding, limits, datetime.now(UTC), native)
     try:
         written = store.insert(batch.rows) if batch.rows else 0  # committed on return

@@ -121,6 +121,9 @@ def _outcome(page: Any, text: str) -> None:
 
 
 def _select(page: Any, label: str, option: str) -> None:
+    # as _click: a rerun that redraws the form mid-choice closes the open list (seen once
+    # in CI: the option never showed)
+    page.wait_for_function(DRAWN, timeout=WAIT_MS)
     page.get_by_role("combobox", name=label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
 

@@ -144,11 +144,14 @@ def test_search_with_the_index_answers_as_its_definition(
     assert checked > 60
 
     # ... and a rare text reads only a few blocks of each indexed partition
+    # (a partition with no full block yet, e.g. a day begun minutes ago, is read whole)
     parts = [r["name"] for r in store.read("SELECT name FROM span_partitions")]
+    indexed_parts = {r["part"] for r in store.read(f"SELECT DISTINCT part FROM {textindex.TABLE}")}
     conds = textindex.candidate_rows(store.db, parts, b"ticket 99999999:")
-    assert set(conds) == set(parts)
-    found = store.read(f"SELECT count(*) AS n FROM {parts[0]} WHERE {conds[parts[0]]}")
-    assert found[0]["n"] < store.read(f"SELECT count(*) AS n FROM {parts[0]}")[0]["n"] / 4
+    assert indexed_parts and set(conds) == indexed_parts
+    part = max(conds, key=lambda p: store.read(f"SELECT count(*) AS n FROM {p}")[0]["n"])
+    found = store.read(f"SELECT count(*) AS n FROM {part} WHERE {conds[part]}")
+    assert found[0]["n"] < store.read(f"SELECT count(*) AS n FROM {part}")[0]["n"] / 4
 
 
 def test_the_indexer_follows_seals_and_retention(store: SpanStore) -> None:
