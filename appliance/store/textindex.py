@@ -38,15 +38,27 @@ import pyarrow as pa
 
 from appliance.store.database import Database
 
-TABLE = "span_text_blocks"
-# ``filter``: 2**bits bits, bit i the hash's top ``bits`` bits = i (BIT: DuckDB reads one
-# bit with get_bit, so a search tests its sequences without fetching filters).
+TABLE = "span_text_pieces"
+# A block's filter of 2**bits bits (bit i: the hash's top ``bits`` bits = i) is kept as
+# ``PIECES`` columns ``f0``, ``f1``, ... of 2**(bits - PIECE_SHIFT) bits each, piece j
+# holding its bits j * 2**(bits - PIECE_SHIFT) onwards. A sequence's piece is the top
+# ``PIECE_SHIFT`` bits of its hash whatever the filter's size, so a search reads only
+# the columns of its sequences' pieces (BIT: DuckDB reads one bit with get_bit): on
+# prose-sized filters a tenth to a twentieth of them (docs/store-design.md, "Rare text").
+PIECE_SHIFT = 8
+PIECES = 1 << PIECE_SHIFT
 DDL = (f"CREATE TABLE IF NOT EXISTS {TABLE} (part VARCHAR NOT NULL, lo BIGINT NOT NULL, "
-       "hi BIGINT NOT NULL, bits UTINYINT NOT NULL, filter BIT NOT NULL)")
+       "hi BIGINT NOT NULL, bits UTINYINT NOT NULL, "
+       + ", ".join(f"f{j} BIT NOT NULL" for j in range(PIECES)) + ")")
+# The first layout (one BIT column of the whole filter, read whole by every search):
+# dropped by migration 5, its filters built again in the new one by the indexer.
+V4_TABLE = "span_text_blocks"
+V4_DDL = (f"CREATE TABLE IF NOT EXISTS {V4_TABLE} (part VARCHAR NOT NULL, lo BIGINT NOT NULL, "
+          "hi BIGINT NOT NULL, bits UTINYINT NOT NULL, filter BIT NOT NULL)")
 BLOCK_ROWS = 2048
 N = 5
 MAX_BITS = 20  # 128 KB a block: ~26 % full for 2,048 spans of varied English prose
-MIN_BITS = 12
+MIN_BITS = 12  # pieces of 16 bits at least: whole bytes
 MAX_DENSITY = 0.25
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MASK = np.uint64((1 << (8 * N)) - 1)
@@ -146,14 +158,33 @@ def build(db: Database, part: str, lo: int, blocks: int) -> int:
         rows.append((part, lo + start, lo + start + BLOCK_ROWS, n, f))
     with db.transaction() as con:
         alive = con.execute("SELECT count(*) FROM span_partitions WHERE name = ?",
-                            [part]).fetchone()
+                            [part]).fetchall()[0][0]
         done = con.execute(f"SELECT coalesce(max(hi), 0) FROM {TABLE} WHERE part = ?",
-                           [part]).fetchone()
-        if not alive or not alive[0] or not done or int(done[0]) != lo:
+                           [part]).fetchall()[0][0]
+        if not alive or int(done) != lo:
             return 0
-        con.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, CAST(?::BLOB AS BIT))",
-                        rows)
+        insert_filters(con, rows)
     return hi - lo
+
+
+def insert_filters(con: duckdb.DuckDBPyConnection,
+                   rows: Sequence[tuple[str, int, int, int, bytes]]) -> None:
+    """Store (partition, lo, hi, bits, filter) rows, each filter cut into its pieces."""
+    size = [len(f) // PIECES for *_, f in rows]
+    table = pa.table({
+        "part": [r[0] for r in rows], "lo": [r[1] for r in rows], "hi": [r[2] for r in rows],
+        "bits": pa.array([r[3] for r in rows], pa.uint8()),
+        **{f"f{j}": pa.array([f[j * k:(j + 1) * k] for (*_, f), k in zip(rows, size,
+                                                                         strict=True)],
+                             pa.binary())
+           for j in range(PIECES)}})
+    con.register("_filters", table)
+    try:
+        con.execute(f"INSERT INTO {TABLE} SELECT part, lo, hi, bits, "
+                    + ", ".join(f"CAST(f{j} AS BIT)" for j in range(PIECES))
+                    + " FROM _filters")
+    finally:
+        con.unregister("_filters")
 
 
 @dataclass
@@ -213,11 +244,11 @@ def candidate_rows(db: Database, parts: Sequence[str], lowered: bytes) -> dict[s
     grams = text_grams(lowered)
     if not grams or not parts:
         return {}
-    # One test per filter size; DuckDB reads the bits, not the filters (10M spans:
-    # ~40 ms, against ~85 ms to fetch 40 MB of filters and test them in numpy).
+    # One test per filter size, reading only the pieces that hold the sequences' bits.
     tests = " ".join(
-        f"WHEN {n} THEN " + " AND ".join(f"get_bit(filter, {i}) = 1"
-                                         for i in sorted({g >> (64 - n) for g in grams}))
+        f"WHEN {n} THEN " + " AND ".join(
+            f"get_bit(f{i >> (n - PIECE_SHIFT)}, {i & ((1 << (n - PIECE_SHIFT)) - 1)}) = 1"
+            for i in sorted({g >> (64 - n) for g in grams}))
         for n in range(MIN_BITS, MAX_BITS + 1))
     found = db.read(f"SELECT part, lo, hi, CASE bits {tests} END AS keep FROM {TABLE} "
                     "WHERE part IN (SELECT unnest($1::VARCHAR[])) ORDER BY part, lo",

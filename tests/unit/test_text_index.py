@@ -213,17 +213,27 @@ def test_the_daemon_builds_the_index_in_the_background(store: SpanStore) -> None
         worker.join()
 
 
-def test_a_store_of_the_previous_version_gets_the_index_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [3, 4])
+def test_a_store_of_a_previous_version_gets_the_index_table(tmp_path: Path,
+                                                            version: int) -> None:
+    """Version 3 had no index; version 4 kept each filter whole (``V4_TABLE``)."""
     path = tmp_path / "old.duckdb"
     s = SpanStore(path)
     s.insert(_spans(200))
     s.seal()
-    with s.db.transaction() as con:  # as the previous version left it
+    with s.db.transaction() as con:  # as that version left it
         con.execute(f"DROP TABLE {textindex.TABLE}")
-        con.execute("UPDATE component_schema SET version = 3 WHERE component = 'spans'")
+        if version == 4:
+            con.execute(textindex.V4_DDL)
+            con.execute(f"INSERT INTO {textindex.V4_TABLE} SELECT name, 0, {BLOCK}, 12, "
+                        "repeat('0', 4096)::BIT FROM span_partitions")
+        con.execute("UPDATE component_schema SET version = ? WHERE component = 'spans'",
+                    [version])
     s.close()
     s = SpanStore(path)
     try:
+        tables = {r["table_name"] for r in s.read("SELECT table_name FROM duckdb_tables()")}
+        assert textindex.TABLE in tables and textindex.V4_TABLE not in tables
         assert s.count() == 200 and s.stats()["text_index_behind"] == 200
         assert _index_all(s) > 0
         f = TraceFilter(TimeRange(NOW - timedelta(days=3), NOW + timedelta(minutes=1)),
