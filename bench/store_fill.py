@@ -241,6 +241,9 @@ def main() -> None:
                      "db_bytes": stats["db_bytes"], "partitions": stats["partitions"],
                      "seals": len(seals),
                      "seal_s_max": round(max(seals), 2) if seals else None,
+                     # where a slowdown is: the seals (checkpoint included) or the rest
+                     "seal_s_sum": round(sum(seals), 2),
+                     "spans_per_s_without_seals": round(bucket_rows / (bucket_t - sum(seals))),
                      "load_avg_1m": round(os.getloadavg()[0], 2),
                      "at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "code": code, "memory_limit": args.memory_limit}
