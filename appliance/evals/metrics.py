@@ -80,17 +80,21 @@ class EvalMetrics:
         """The GenAI labels of the scored spans. Read between their traces' start-time
         bounds (``partitions.TRACE_BOUNDS``): a join of the new scores to the whole
         ``spans`` view scanned every stored span on each scrape (10M spans: ~13 % of the
-        daemon's busy time under load, docs/store-design.md)."""
+        daemon's busy time under load, docs/store-design.md). Read from every stored copy
+        (``partitions.copies_sql``): the labels are keyed by span, so a retried span's
+        copy changes nothing, and the ``spans`` view's dedup of the whole hot table was
+        most of a scrape's cost under load."""
         ids = sorted({r["trace_id"] for r in scores})
         if not ids:
             return {}
         bounds = self.db.read(partitions.TRACE_BOUNDS, [ids])[0]
         if bounds["lo"] is None:
             return {}
+        where = "start_time BETWEEN ? AND ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
         rows = self.db.read(
-            "SELECT trace_id, span_id, " + ", ".join(column for column, _ in LABELS)
-            + " FROM spans WHERE start_time BETWEEN ? AND ? "
-            "AND trace_id IN (SELECT unnest(?::VARCHAR[]))", [bounds["lo"], bounds["hi"], ids])
+            "SELECT * FROM " + partitions.copies_sql(
+                "trace_id, span_id, " + ", ".join(column for column, _ in LABELS), where)
+            + " copies", [bounds["lo"], bounds["hi"], ids] * 2)
         return {(r["trace_id"], r["span_id"]): tuple(
             (label, str(r[column])) for column, label in LABELS if r[column] is not None)
             for r in rows}

@@ -31,7 +31,7 @@ from appliance.evals.store import EvalStore, Evaluation
 from appliance.evals.worker import EvalWorker
 from appliance.rca.embed import Embedder
 from appliance.settings import EVALUATORS, Settings
-from appliance.store.spans import SpanStore
+from appliance.store.spans import _NAMES, SpanStore
 from tests.casework import app_for, open_records
 
 QUESTION = "How many days of annual leave does a new hire get?"
@@ -330,6 +330,18 @@ def test_the_histograms_count_every_score_of_sealed_and_hot_spans_once(
         hot = store.read("SELECT count(*) AS n FROM evaluations e JOIN spans_hot h "
                          "USING (trace_id, span_id)")[0]["n"]
         assert hot > 0 and store.read("SELECT count(*) AS n FROM span_partitions")[0]["n"]
+        # Retried copies of scored spans, sealed and hot, as the collector's retries store
+        # them: each still counts once.
+        scored = ("(trace_id, span_id) IN (SELECT (trace_id, span_id) FROM evaluations "
+                  "WHERE score IS NOT NULL)")
+        with store.db.transaction() as con:
+            for source in ("spans_sealed", "spans_hot"):
+                con.execute(f"INSERT INTO spans_hot ({_NAMES}) SELECT {_NAMES} FROM "
+                            f"{source} WHERE {scored} LIMIT 15")
+        assert store.read(f"SELECT count(*) - count(DISTINCT (trace_id, span_id)) AS n "
+                          f"FROM spans_hot WHERE {scored}")[0]["n"] == 15
+        assert store.read("SELECT count(*) AS n FROM spans_hot h SEMI JOIN spans_sealed s "
+                          "USING (trace_id, span_id)")[0]["n"] == 15
         names = Settings().evaluation_names
         metrics = EvalMetrics(store.db, names, since=datetime(2000, 1, 1, tzinfo=UTC))
         metrics.collect(datetime.now(UTC) + timedelta(seconds=5))
