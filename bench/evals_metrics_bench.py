@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from appliance.evals.metrics import LABELS, EvalMetrics  # noqa: E402
 from appliance.evals.store import ensure  # noqa: E402
 from appliance.settings import Settings  # noqa: E402
-from appliance.store import partitions  # noqa: E402
 from appliance.store.spans import SpanStore  # noqa: E402
 
 store = SpanStore(sys.argv[1], memory_limit="2GB", seal_rows=10**9)
@@ -60,16 +59,11 @@ def before(m):
 class ViewMetrics(EvalMetrics):
     """collect() as it read the labels through the ``spans`` view."""
 
-    def _labels(self, scores):  # type: ignore[no-untyped-def]
-        ids = sorted({r["trace_id"] for r in scores})
-        bounds = self.db.read(partitions.TRACE_BOUNDS, [ids])[0]
-        rows = self.db.read(
+    def _label_rows(self, lo, hi, ids):  # type: ignore[no-untyped-def]
+        return self.db.read(
             "SELECT trace_id, span_id, " + ", ".join(column for column, _ in LABELS)
             + " FROM spans WHERE start_time BETWEEN ? AND ? "
-            "AND trace_id IN (SELECT unnest(?::VARCHAR[]))", [bounds["lo"], bounds["hi"], ids])
-        return {(r["trace_id"], r["span_id"]): tuple(
-            (label, str(r[column])) for column, label in LABELS if r[column] is not None)
-            for r in rows}
+            "AND trace_id IN (SELECT unnest(?::VARCHAR[]))", [lo, hi, ids])
 
 
 def after(m):

@@ -90,14 +90,19 @@ class EvalMetrics:
         bounds = self.db.read(partitions.TRACE_BOUNDS, [ids])[0]
         if bounds["lo"] is None:
             return {}
-        where = "start_time BETWEEN ? AND ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
-        rows = self.db.read(
-            "SELECT * FROM " + partitions.copies_sql(
-                "trace_id, span_id, " + ", ".join(column for column, _ in LABELS), where)
-            + " copies", [bounds["lo"], bounds["hi"], ids] * 2)
         return {(r["trace_id"], r["span_id"]): tuple(
             (label, str(r[column])) for column, label in LABELS if r[column] is not None)
-            for r in rows}
+            for r in self._label_rows(bounds["lo"], bounds["hi"], ids)}
+
+    def _label_rows(self, lo: datetime, hi: datetime, ids: list[str]
+                    ) -> list[dict[str, Any]]:
+        """The label columns of every stored copy of the spans of traces ``ids`` that
+        started between ``lo`` and ``hi``."""
+        where = "start_time BETWEEN ? AND ? AND trace_id IN (SELECT unnest(?::VARCHAR[]))"
+        return self.db.read(
+            "SELECT * FROM " + partitions.copies_sql(
+                "trace_id, span_id, " + ", ".join(column for column, _ in LABELS), where)
+            + " copies", [lo, hi, ids] * 2)
 
     def exposition(self) -> str:
         """Prometheus text format (0.0.4)."""
